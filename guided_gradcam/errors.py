@@ -1,0 +1,13 @@
+"""The one exception type users see: its message is a complete one-line explanation."""
+
+
+class GuidedGradCamError(Exception):
+    """Bad input or environment; the CLI prints `error: <message>` and exits non-zero."""
+
+
+class ImageError(GuidedGradCamError):
+    """An image file that cannot be read (missing, empty, truncated, not an image)."""
+
+
+class CheckpointError(GuidedGradCamError):
+    """A checkpoint that is missing, cannot be fetched, or does not fit the network."""
