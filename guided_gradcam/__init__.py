@@ -1,0 +1,24 @@
+"""Guided Grad-CAM for TF-Slim networks (Selvaraju et al., arXiv 1610.02391).
+
+The public API is imported lazily, so `import guided_gradcam` does not load TensorFlow until
+something that needs it is used.
+"""
+import importlib
+
+_EXPORTS = {
+    "GuidedGradCam": "guided_gradcam.explainer",
+    "Explanation": "guided_gradcam.explainer",
+    "GuidedGradCamError": "guided_gradcam.errors",
+    "NETWORKS": "guided_gradcam.networks",
+    "load_photo": "guided_gradcam.images",
+    "fit_to_network": "guided_gradcam.images",
+    "render_outputs": "guided_gradcam.outputs",
+    "save_outputs": "guided_gradcam.outputs",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError("module 'guided_gradcam' has no attribute %r" % name)
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

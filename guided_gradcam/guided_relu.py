@@ -1,0 +1,90 @@
+"""Guided-backpropagation gradients for Relu and Relu6, registered once per process.
+
+A network built inside `guided_override(graph)` has every Relu/Relu6 op tagged with our gradient
+names (TF stores them in the op's `_gradient_op_type` attr). Which gradient `tf.gradients` then
+builds is decided when the gradient graph is *constructed*: guided by default, and the ordinary
+ReLU gradient inside `plain_gradients()`. That is how Grad-CAM gets the plain ∂y/∂A from the very
+forward ops whose guided gradients give GBP: one forward pass serves both.
+"""
+import contextlib
+import sys
+import threading
+
+import tensorflow.compat.v1 as tf
+
+GUIDED_RELU = "GuidedGradCamRelu"
+GUIDED_RELU6 = "GuidedGradCamRelu6"
+OVERRIDE_MAP = {"Relu": GUIDED_RELU, "Relu6": GUIDED_RELU6}
+
+_state = threading.local()
+
+
+def _plain_mode():
+    return getattr(_state, "plain", False)
+
+
+@contextlib.contextmanager
+def plain_gradients():
+    """Gradients constructed inside this block treat guided ReLUs as ordinary ReLUs."""
+    previous = _plain_mode()
+    _state.plain = True
+    try:
+        yield
+    finally:
+        _state.plain = previous
+
+
+def _guided_relu_grad(op, grad):
+    features = op.inputs[0]
+    if _plain_mode():
+        return tf.raw_ops.ReluGrad(gradients=grad, features=features)
+    # Pass only where the incoming gradient and the forward input are both positive.
+    keep = tf.logical_and(grad > 0.0, features > 0.0)
+    return tf.where(keep, grad, tf.zeros_like(grad))
+
+
+def _guided_relu6_grad(op, grad):
+    features = op.inputs[0]
+    if _plain_mode():
+        return tf.raw_ops.Relu6Grad(gradients=grad, features=features)
+    # ReLU6 is flat above 6 too: that gate closes as well.
+    keep = tf.logical_and(grad > 0.0, tf.logical_and(features > 0.0, features < 6.0))
+    return tf.where(keep, grad, tf.zeros_like(grad))
+
+
+def _register_once():
+    # tf.RegisterGradient raises KeyError when a name is registered twice (a second import of a
+    # reloaded module). The registered trampolines look the functions up in sys.modules, so
+    # after a reload they still run the current module's code and share its mode flag.
+    for name, fn_name in ((GUIDED_RELU, "_guided_relu_grad"), (GUIDED_RELU6, "_guided_relu6_grad")):
+        try:
+            tf.RegisterGradient(name)(
+                lambda op, grad, fn=fn_name, mod=__name__: getattr(sys.modules[mod], fn)(op, grad)
+            )
+        except KeyError:
+            pass
+
+
+_register_once()
+
+
+@contextlib.contextmanager
+def guided_override(graph=None):
+    """Ops created in this block get guided gradients for Relu and Relu6."""
+    graph = graph or tf.get_default_graph()
+    with graph.gradient_override_map(OVERRIDE_MAP):
+        yield
+
+
+def unguided_relu_ops(graph):
+    """Relu/Relu6 ops of `graph` that do NOT carry the guided override (should be empty)."""
+    missing = []
+    for op in graph.get_operations():
+        if op.type in OVERRIDE_MAP:
+            try:
+                tagged = op.get_attr("_gradient_op_type").decode()
+            except ValueError:
+                tagged = None
+            if tagged != OVERRIDE_MAP[op.type]:
+                missing.append(op.name)
+    return missing

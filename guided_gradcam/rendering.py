@@ -1,0 +1,196 @@
+"""Turning maps and gradients into pictures, and saving results (numpy + PIL only)."""
+
+import os
+import secrets
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+# Brightness kept outside the crop box: the network never saw that area.
+OUTSIDE_BOX_BRIGHTNESS = 0.4
+
+PANEL_BACKGROUND = (255, 255, 255)
+PANEL_TEXT = (0, 0, 0)
+PANEL_GAP = 8  # pixels between tiles and around the edge
+HEADING_FONT_SIZE = 20
+TITLE_FONT_SIZE = 16
+
+
+def normalize_map(m):
+    """Scale a map (H, W), or each map of a batch (N, H, W), by its own maximum.
+
+    Returns float32 in [0, 1]. Negative values (which Grad-CAM's ReLU removes
+    anyway) become 0. A map whose maximum is <= 0 or not finite becomes all
+    zeros, never NaN.
+    """
+    m = np.asarray(m, dtype=np.float32)
+    if m.ndim < 2:
+        raise ValueError(f"expected a (H, W) or (N, H, W) map, got shape {m.shape}")
+    if m.size == 0:
+        return np.zeros(m.shape, np.float32)
+    peak = m.max(axis=(-2, -1), keepdims=True)
+    usable = np.isfinite(peak) & (peak > 0)
+    safe_peak = np.where(usable, peak, np.float32(1))
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = np.clip(np.maximum(m, 0) / safe_peak, 0, 1)
+    scaled = np.where(usable, np.nan_to_num(scaled, nan=0.0), np.float32(0))
+    return scaled.astype(np.float32)
+
+
+def jet(m):
+    """Colour a [0, 1] map (H, W) with the classic jet colormap -> uint8 (H, W, 3).
+
+    0 is dark blue, then blue, cyan, yellow, red, and 1 is dark red. Each
+    channel is a trapezoid over [0, 1], peaking at 1/4 (blue), 1/2 (green)
+    and 3/4 (red).
+    """
+    x = np.clip(np.nan_to_num(np.asarray(m, dtype=np.float32), nan=0.0), 0, 1)
+    centres = np.array([0.75, 0.5, 0.25], np.float32)  # R, G, B
+    channels = np.clip(1.5 - np.abs(4 * x[..., np.newaxis] - 4 * centres), 0, 1)
+    return np.floor(channels * 255 + 0.5).astype(np.uint8)
+
+
+def gradient_to_image(g):
+    """Show an (H, W, 3) input gradient (guided backprop) as a uint8 image.
+
+    Standardise, shrink to std 0.1 around mid grey, clip to [0, 1]. An
+    all-zero gradient gives uniform grey 128.
+    """
+    g = np.nan_to_num(np.asarray(g, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    g = (g - g.mean()) / (g.std() + 1e-5)
+    g = np.clip(g * 0.1 + 0.5, 0, 1)
+    return np.floor(g * 255 + 0.5).astype(np.uint8)
+
+
+def _resize_map(cam, width, height):
+    """Bilinear resize of a float map to (height, width)."""
+    image = Image.fromarray(np.ascontiguousarray(cam, dtype=np.float32))
+    return np.asarray(image.resize((width, height), resample=Image.BILINEAR))
+
+
+def overlay_on_photo(photo, cam, box, alpha=0.5):
+    """Blend a jet-coloured map over the part of the photo the network saw.
+
+    photo: uint8 (Hp, Wp, 3) at full resolution; cam: float [0, 1] (h, w)
+    covering box = (left, top, right, bottom) of the photo. Inside the box
+    the photo is mixed with the coloured map (weight alpha); outside it the
+    photo is dimmed, as the network never saw that area. Returns uint8
+    (Hp, Wp, 3).
+    """
+    photo = np.asarray(photo)
+    if photo.ndim != 3 or photo.shape[2] != 3:
+        raise ValueError(f"photo must be (H, W, 3), got shape {photo.shape}")
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.ndim != 2:
+        raise ValueError(f"cam must be (H, W), got shape {cam.shape}")
+    left, top, right, bottom = (int(v) for v in box)
+    height, width = photo.shape[:2]
+    if not (0 <= left < right <= width and 0 <= top < bottom <= height):
+        raise ValueError(f"box {tuple(box)} is not inside a {width}x{height} photo")
+    base = photo.astype(np.float32)
+    out = base * OUTSIDE_BOX_BRIGHTNESS
+    heat = jet(_resize_map(cam, right - left, bottom - top)).astype(np.float32)
+    inside = base[top:bottom, left:right]
+    out[top:bottom, left:right] = (1 - alpha) * inside + alpha * heat
+    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+
+
+def _fit_text(draw, text, font, max_width):
+    """The text, shortened with '...' if it is wider than max_width pixels."""
+    if draw.textlength(text, font=font) <= max_width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > max_width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _text_height(font):
+    left, top, right, bottom = font.getbbox("Hgjy(|")
+    return bottom
+
+
+def make_panel(tiles, heading):
+    """Lay tiles side by side under a heading, each with its title above it.
+
+    tiles: list of (title, uint8 (H, W, 3) image), all the same size.
+    heading: e.g. "tiger cat (282) p=0.49". Returns one uint8 RGB image on a
+    white background.
+    """
+    if not tiles:
+        raise ValueError("make_panel needs at least one tile")
+    images = [np.asarray(image) for _, image in tiles]
+    shape = images[0].shape
+    for (title, _), image in zip(tiles, images):
+        if image.shape != shape or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(
+                f"tile {title!r} has shape {image.shape}; all tiles must be (H, W, 3) "
+                f"of the same size {shape}"
+            )
+    tile_height, tile_width = shape[:2]
+    heading_font = ImageFont.load_default(size=HEADING_FONT_SIZE)
+    title_font = ImageFont.load_default(size=TITLE_FONT_SIZE)
+    heading_height = _text_height(heading_font) + PANEL_GAP
+    title_height = _text_height(title_font) + PANEL_GAP // 2
+
+    row_width = len(tiles) * tile_width + (len(tiles) - 1) * PANEL_GAP
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # Widen the panel rather than cut the heading, which names the class.
+    heading_width = int(np.ceil(measure.textlength(heading, font=heading_font)))
+    width = max(row_width, heading_width) + 2 * PANEL_GAP
+    height = PANEL_GAP + heading_height + title_height + tile_height + PANEL_GAP
+
+    panel = Image.new("RGB", (width, height), PANEL_BACKGROUND)
+    draw = ImageDraw.Draw(panel)
+    draw.text((PANEL_GAP, PANEL_GAP), heading, fill=PANEL_TEXT, font=heading_font)
+    x = (width - row_width) // 2
+    title_top = PANEL_GAP + heading_height
+    tile_top = title_top + title_height
+    for (title, _), image in zip(tiles, images):
+        text = _fit_text(draw, str(title), title_font, tile_width)
+        text_x = x + (tile_width - draw.textlength(text, font=title_font)) / 2
+        draw.text((text_x, title_top), text, fill=PANEL_TEXT, font=title_font)
+        panel.paste(Image.fromarray(image.astype(np.uint8)), (x, tile_top))
+        x += tile_width + PANEL_GAP
+    return np.asarray(panel)
+
+
+def _write_atomically(path, write):
+    """Run write(file) on a temporary file beside path, then rename it onto path.
+
+    Readers never see a half-written file; on any failure the temporary file
+    is removed and path is left as it was.
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    while True:
+        temp_path = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            # os.open with mode 0o666 lets the umask decide permissions
+            # (mkstemp would make every result private to its owner).
+            fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_path, path)
+    except BaseException:
+        try:
+            os.remove(temp_path)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_png(path, image):
+    """Save a uint8 image array as PNG at path, atomically."""
+    picture = Image.fromarray(np.asarray(image))  # fails before any file is made
+    _write_atomically(path, lambda handle: picture.save(handle, format="PNG"))
+
+
+def save_npz(path, **arrays):
+    """Save arrays to an uncompressed .npz at exactly path, atomically."""
+    _write_atomically(path, lambda handle: np.savez(handle, **arrays))
