@@ -183,8 +183,8 @@ def download_checkpoint(url, dest_dir, checkpoint_name, *, progress=_STDERR, tim
             sha256, size, expected_size = _download(url, archive_path, archive_name, progress, timeout)
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             raise CheckpointError(
-                f"cannot download {url} ({_network_reason(e, timeout)}); put the checkpoint in {dest_dir} by hand, "
-                f"or for MobileNet V1 0.75 convert the TF.js weights with `python -m guided_gradcam.convert_tfjs`"
+                f"cannot download {url} ({_network_reason(e, timeout)}); "
+                f"put the checkpoint in {dest_dir} by hand"
                 f"{suffix}") from None
         if expected_size is not None and size != expected_size:
             raise CheckpointError(

@@ -13,7 +13,7 @@ from guided_gradcam.errors import CheckpointError
 
 DEFAULT_CHECKPOINTS_DIR = "checkpoints"
 CONVERTER_HINT = (
-    "for mobilenet_v1_075 without internet, convert the TF.js weights: "
+    "or convert the TF.js weights: "
     "python -m guided_gradcam.convert_tfjs --model_dir ../shared/weights/mobilenet_v1_0.75_224_tfjs "
     "--output checkpoints/mobilenet_v1_075/mobilenet_v1_0.75_224.ckpt")
 
@@ -27,10 +27,11 @@ def locate_checkpoint(spec, checkpoint=None, checkpoints_dir=DEFAULT_CHECKPOINTS
     prefix = find_checkpoint_prefix(directory, spec.checkpoint_name) if os.path.isdir(directory) else None
     if prefix:
         return prefix
+    hint = CONVERTER_HINT if spec.name == "mobilenet_v1_075" else ""
     if not download:
-        raise CheckpointError("no checkpoint for %s in %s; %s" % (spec.name, directory, CONVERTER_HINT))
+        raise CheckpointError("no checkpoint for %s in %s%s" % (spec.name, directory, hint and "; " + hint))
     return download_checkpoint(spec.checkpoint_url, directory, spec.checkpoint_name,
-                               progress=progress, hint=CONVERTER_HINT)
+                               progress=progress, hint=hint)
 
 
 def _prefix_from_path(path):

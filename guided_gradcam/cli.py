@@ -6,6 +6,7 @@ reported in one line, skipped, and reflected in the exit code.
 """
 import os
 import sys
+import warnings
 
 from absl import app, flags
 
@@ -22,15 +23,34 @@ flags.DEFINE_string("checkpoints_dir", "checkpoints", "Where per-network checkpo
 flags.DEFINE_string("layer", None, "Grad-CAM layer (end point). Default: the network's last "
                     "conv layer; an unknown name lists the valid ones.")
 flags.DEFINE_string("output_dir", "output", "Where the PNGs and .npz files are written.")
+flags.DEFINE_string("input_size", None, "Network input size as HxW or N (square). Default: the "
+                    "network's own (224). Not for vgg_16, whose fc layers need 224x224.")
 flags.DEFINE_integer("batch_size", 16, "Images per session run.", lower_bound=1)
 flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks against the class.")
 FLAGS = flags.FLAGS
 
 
 def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow.compat.v1 as tf  # noqa: E402  (after the log level is set)
+    """Imports TensorFlow without its C++ start-up chatter (oneDNN, CUDA stubs) on stderr.
 
+    Those lines are printed before TF's log level applies, so fd 2 is muted for the import
+    only; set GUIDED_GRADCAM_TF_LOGS=1 to see them. Python errors still surface normally.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", message=".*is deprecated", category=UserWarning)
+    if os.environ.get("GUIDED_GRADCAM_TF_LOGS") or "tensorflow" in sys.modules:
+        import tensorflow.compat.v1 as tf
+    else:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            import tensorflow.compat.v1 as tf
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
     tf.get_logger().setLevel("ERROR")
     tf.disable_eager_execution()
 
@@ -47,6 +67,22 @@ def _unique_stems(paths):
         seen[stem] = seen.get(stem, 0) + 1
         stems.append(stem if seen[stem] == 1 else "%s_%d" % (stem, seen[stem]))
     return stems
+
+
+def parse_input_size(text):
+    """'320x240' → (320, 240) as (height, width); '320' → (320, 320)."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) <= 0:
+        raise GuidedGradCamError("--input_size must be HxW or N, e.g. 320x240; got %r" % text)
+    return size
 
 
 def _batches(items, size):
@@ -103,6 +139,7 @@ def main(argv):
         from guided_gradcam.networks import get_network
 
         get_network(FLAGS.network)  # fail fast, before TensorFlow loads
+        input_size = parse_input_size(FLAGS.input_size)
         label = LabelSpace(1000).resolve(FLAGS.label) if FLAGS.label is not None else None
         paths, missing = collect_image_paths(FLAGS.image)
         for message in missing:
@@ -113,7 +150,8 @@ def main(argv):
         from guided_gradcam.explainer import GuidedGradCam
 
         with GuidedGradCam(FLAGS.network, FLAGS.checkpoint, FLAGS.layer,
-                           checkpoints_dir=FLAGS.checkpoints_dir) as explainer:
+                           checkpoints_dir=FLAGS.checkpoints_dir,
+                           input_size=input_size) as explainer:
             failures = explain_files(explainer, paths, label, FLAGS.output_dir,
                                      FLAGS.batch_size, FLAGS.counterfactual)
     except GuidedGradCamError as error:

@@ -59,6 +59,7 @@ class GuidedGradCam:
                  checkpoints_dir=checkpoints.DEFAULT_CHECKPOINTS_DIR, download=True,
                  input_size=None, progress=sys.stderr):
         self.spec = get_network(network)
+        input_size = self.spec.check_input_size(input_size)  # before any download
         prefix = checkpoints.locate_checkpoint(
             self.spec, checkpoint, checkpoints_dir, download=download, progress=progress)
         shapes = checkpoints.variable_shapes(prefix)

@@ -24,6 +24,7 @@ class ExplanationGraph:
     counterfactual: tf.Tensor  # bool scalar, default False: explain -∂y^c/∂A instead
     targets: tf.Tensor  # int32 [B]: the logit index explained per image
     logits: tf.Tensor  # [B, num_logits]
+    activations: tf.Tensor  # [B, h, w, K]: A, the Grad-CAM layer's output
     cam_lowres: tf.Tensor  # [B, h, w]: ReLU(Σ_k α_k A^k), unnormalised
     cam: tf.Tensor  # [B, H, W]: cam_lowres upsampled bilinearly, divided by its max
     gbp: tf.Tensor  # [B, H, W, 3]: guided ∂y^c/∂(preprocessed input)
@@ -34,7 +35,7 @@ class ExplanationGraph:
 
 def build_explanation_graph(spec, num_logits, layer=None, input_size=None):
     """Builds `spec`'s network and its explanation tensors in a new graph."""
-    height, width = input_size or spec.input_size
+    height, width = spec.check_input_size(input_size)
     graph = tf.Graph()
     with graph.as_default():
         images = tf.placeholder(tf.uint8, [None, height, width, 3], name="images")
@@ -66,7 +67,8 @@ def build_explanation_graph(spec, num_logits, layer=None, input_size=None):
 
         sign = tf.where(counterfactual, -1.0, 1.0)
         alpha = tf.reduce_mean(sign * grads, axis=[1, 2], keepdims=True)  # [B, 1, 1, K]
-        cam_lowres = tf.nn.relu(tf.reduce_sum(alpha * activations, axis=3), name="cam_lowres")
+        # tf.maximum, not tf.nn.relu: every Relu op of the graph belongs to the network.
+        cam_lowres = tf.maximum(tf.reduce_sum(alpha * activations, axis=3), 0.0, name="cam_lowres")
 
         upsampled = tf.image.resize(cam_lowres[..., None], (height, width), method="bilinear")
         peak = tf.reduce_max(upsampled, axis=[1, 2, 3], keepdims=True)
@@ -76,6 +78,6 @@ def build_explanation_graph(spec, num_logits, layer=None, input_size=None):
 
     return ExplanationGraph(
         graph=graph, images=images, labels=labels, counterfactual=counterfactual,
-        targets=targets, logits=logits, cam_lowres=cam_lowres,
+        targets=targets, logits=logits, activations=activations, cam_lowres=cam_lowres,
         cam=cam,
         gbp=gbp, guided_gradcam=guided_gradcam, layer=layer, layer_names=layer_names)

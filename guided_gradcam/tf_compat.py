@@ -5,6 +5,7 @@ lazily imports `tf_keras.legacy_tf_layers.normalization`. tf-keras 2.x ships tha
 `tf_keras.src.legacy_tf_layers` only; tf-slim's fix is unreleased. We alias the module names.
 """
 import importlib
+import warnings
 import sys
 
 _ALIASES = {
@@ -24,3 +25,6 @@ def install():
 
 
 install()
+
+# tf-slim calls the deprecated `layer.apply` on every layer it builds; users can't act on it.
+warnings.filterwarnings("ignore", message="`layer.apply` is deprecated", category=UserWarning)

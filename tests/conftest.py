@@ -1,0 +1,32 @@
+"""Shared test set-up: graph mode, and the real data that must be present (never skipped)."""
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+tf.disable_eager_execution()
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO / ".." / "shared"
+CAT_DOG = SHARED / "images" / "cat_dog.jpg"
+MOBILENET_075_CHECKPOINT = REPO / "checkpoints" / "mobilenet_v1_075"
+
+
+def require(path, how):
+    """Real data is part of the test set-up: fail loudly, never skip, when it is missing."""
+    assert Path(path).exists(), "%s is missing: %s" % (path, how)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def cat_dog_path():
+    return require(CAT_DOG, "../shared must sit beside the repository")
+
+
+@pytest.fixture(scope="session")
+def mobilenet_075_checkpoint():
+    return require(MOBILENET_075_CHECKPOINT, "run `make checkpoint` (make test does)")
