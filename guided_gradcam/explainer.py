@@ -32,6 +32,11 @@ class Explanation:
     image: np.ndarray  # uint8 (H, W, 3): the network input (photo after crop and resize)
     counterfactual: bool = False
 
+    def __repr__(self):
+        return "Explanation(label=%d, p=%.3f, cam_lowres=%s, cam=%s%s)" % (
+            self.label, self.probabilities[self.label], self.cam_lowres.shape, self.cam.shape,
+            ", counterfactual" if self.counterfactual else "")
+
     def top_k(self, k=5):
         """[(class index, probability)] of the k most probable classes."""
         order = np.argsort(-self.probabilities)[:k]
