@@ -244,7 +244,7 @@ def test_batch_of_many_matches_a_batch_of_one(runs):
     np.testing.assert_array_equal(batched["image"], single["image"])
     assert batched["label"] == single["label"] == 282
     for key in ("logits", "cam_lowres", "cam", "gbp", "guided_gradcam"):
-        scale = max(1.0, float(np.abs(single[key]).max()))
+        scale = float(np.abs(single[key]).max())  # gbp is ~0.03, logits ~16
         np.testing.assert_allclose(batched[key], single[key], rtol=1e-4, atol=1e-4 * scale,
                                    err_msg=key)
 

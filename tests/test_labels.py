@@ -1,0 +1,43 @@
+"""Label spaces: indices, class names, and the background offset of 1001-class checkpoints."""
+import pytest
+
+from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.labels import LabelSpace, imagenet_class_names, short_name
+
+
+def test_class_names_are_imagenets():
+    names = imagenet_class_names()
+    assert len(names) == 1000
+    assert (short_name(0), short_name(282), short_name(243)) == ("tench", "tiger cat", "bull mastiff")
+
+
+@pytest.mark.parametrize("num_logits, offset", [(1000, 0), (1001, 1)])
+def test_offset_follows_the_number_of_logits(num_logits, offset):
+    assert LabelSpace(num_logits).offset == offset
+
+
+@pytest.mark.parametrize("label, index", [
+    ("282", 282), (282, 282), (" 0 ", 0), ("tiger cat", 282), ("Tiger Cat", 282),
+    ("tabby", 281), ("tabby cat", 281), ("bull mastiff", 243), ("999", 999)])
+def test_resolve_accepts_indices_and_any_synonym(label, index):
+    assert LabelSpace(1000).resolve(label) == index
+
+
+@pytest.mark.parametrize("label, words", [
+    ("1000", "out of range"), ("-1", "out of range"), ("not a class", "unknown class name"),
+    ("crane", "ambiguous"), ("tiger c", "did you mean")])
+def test_bad_labels_get_one_line_errors(label, words):
+    with pytest.raises(GuidedGradCamError) as error:
+        LabelSpace(1000).resolve(label)
+    message = str(error.value)
+    assert words in message and "\n" not in message
+
+
+def test_ambiguous_name_lists_both_classes():
+    with pytest.raises(GuidedGradCamError, match="134.*517"):
+        LabelSpace(1000).resolve("crane")
+
+
+def test_other_label_spaces_are_refused():
+    with pytest.raises(GuidedGradCamError, match="10 classes"):
+        LabelSpace(10)
