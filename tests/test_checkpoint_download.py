@@ -183,7 +183,7 @@ def test_closed_port_gives_one_line_error_with_url(tmp_path):
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"cannot download {url} (")
-    assert "python -m guided_gradcam.convert_tfjs" in message and message.endswith("; see README")
+    assert "by hand" in message and message.endswith("; see README")
     _assert_failed_cleanly(dest_dir)
 
 

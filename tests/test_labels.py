@@ -41,3 +41,4 @@ def test_ambiguous_name_lists_both_classes():
 def test_other_label_spaces_are_refused():
     with pytest.raises(GuidedGradCamError, match="10 classes"):
         LabelSpace(10)
+
