@@ -60,12 +60,16 @@ def _error(message):
 
 
 def _unique_stems(paths):
-    """Output stems per path; a repeated stem (same name in two folders) gets a suffix."""
-    seen, stems = {}, []
+    """Output stems per path; a taken stem (same name in two folders) gets a free _N suffix."""
+    used, stems = set(), []
     for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else "%s_%d" % (stem, seen[stem]))
+        base = stem = os.path.splitext(os.path.basename(path))[0]
+        number = 1
+        while stem in used:
+            number += 1
+            stem = "%s_%d" % (base, number)
+        used.add(stem)
+        stems.append(stem)
     return stems
 
 
@@ -138,8 +142,8 @@ def main(argv):
         from guided_gradcam.labels import LabelSpace
         from guided_gradcam.networks import get_network
 
-        get_network(FLAGS.network)  # fail fast, before TensorFlow loads
         input_size = parse_input_size(FLAGS.input_size)
+        get_network(FLAGS.network).check_input_size(input_size)  # fail fast, before TF loads
         label = LabelSpace(1000).resolve(FLAGS.label) if FLAGS.label is not None else None
         paths, missing = collect_image_paths(FLAGS.image)
         for message in missing:

@@ -38,18 +38,17 @@ def _guided_relu_grad(op, grad):
     features = op.inputs[0]
     if _plain_mode():
         return tf.raw_ops.ReluGrad(gradients=grad, features=features)
-    # Pass only where the incoming gradient and the forward input are both positive.
-    keep = tf.logical_and(grad > 0.0, features > 0.0)
-    return tf.where(keep, grad, tf.zeros_like(grad))
+    # Pass only where the incoming gradient and the forward input are both positive: the
+    # ordinary gate applied to the positive part of the incoming gradient (two fused ops).
+    return tf.raw_ops.ReluGrad(gradients=tf.maximum(grad, 0.0), features=features)
 
 
 def _guided_relu6_grad(op, grad):
     features = op.inputs[0]
     if _plain_mode():
         return tf.raw_ops.Relu6Grad(gradients=grad, features=features)
-    # ReLU6 is flat above 6 too: that gate closes as well.
-    keep = tf.logical_and(grad > 0.0, tf.logical_and(features > 0.0, features < 6.0))
-    return tf.where(keep, grad, tf.zeros_like(grad))
+    # Relu6Grad's gate is 0 < input < 6: ReLU6 is flat above 6, so that gate closes too.
+    return tf.raw_ops.Relu6Grad(gradients=tf.maximum(grad, 0.0), features=features)
 
 
 def _register_once():

@@ -292,3 +292,10 @@ def test_no_temporary_files_are_left(runs):
             assert not leftovers, (name, leftovers)
             checked += 1
     assert checked == 4  # happy, counterfactual, tabby_320x256, folder
+
+
+def test_output_stems_never_collide():
+    from guided_gradcam.cli import _unique_stems
+
+    stems = _unique_stems(["a/cat.jpg", "a/cat.png", "a/cat_2.jpg", "b/cat.jpg"])
+    assert len(set(stems)) == 4 and stems[0] == "cat"
