@@ -6,11 +6,11 @@ reported in one line, skipped, and reflected in the exit code.
 """
 import os
 import sys
-import warnings
 
 from absl import app, flags
 
 from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.tf_startup import import_tensorflow_quietly
 from guided_gradcam.networks import DEFAULT_NETWORK, NETWORKS
 
 flags.DEFINE_multi_string("image", None, "Image file, folder or glob; repeatable.")
@@ -28,31 +28,6 @@ flags.DEFINE_string("input_size", None, "Network input size as HxW or N (square)
 flags.DEFINE_integer("batch_size", 16, "Images per session run.", lower_bound=1)
 flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks against the class.")
 FLAGS = flags.FLAGS
-
-
-def _quiet_tensorflow():
-    """Imports TensorFlow without its C++ start-up chatter (oneDNN, CUDA stubs) on stderr.
-
-    Those lines are printed before TF's log level applies, so fd 2 is muted for the import
-    only; set GUIDED_GRADCAM_TF_LOGS=1 to see them. Python errors still surface normally.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", message=".*is deprecated", category=UserWarning)
-    if os.environ.get("GUIDED_GRADCAM_TF_LOGS") or "tensorflow" in sys.modules:
-        import tensorflow.compat.v1 as tf
-    else:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            import tensorflow.compat.v1 as tf
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
-    tf.get_logger().setLevel("ERROR")
-    tf.disable_eager_execution()
 
 
 def _error(message):
@@ -150,7 +125,7 @@ def main(argv):
             _error(message)
         if not paths:
             return 1
-        _quiet_tensorflow()
+        import_tensorflow_quietly()
         from guided_gradcam.explainer import GuidedGradCam
 
         with GuidedGradCam(FLAGS.network, FLAGS.checkpoint, FLAGS.layer,

@@ -18,6 +18,7 @@ import tempfile
 
 import numpy as np
 
+from guided_gradcam.tf_startup import import_tensorflow_quietly
 from guided_gradcam.errors import CheckpointError, GuidedGradCamError
 
 _SLIM_SCOPE = "MobilenetV1"
@@ -203,7 +204,7 @@ def main(argv=None):
                         help="checkpoint prefix to write, e.g. checkpoints/mobilenet_v1_075/mobilenet_v1_0.75_224.ckpt")
     parser.add_argument("--sha256", default=None, help="sha256sum-format list to verify the shards against")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter off the console
+    import_tensorflow_quietly()
     try:
         names = convert(args.model_dir, args.output, sha256_file=args.sha256)
     except GuidedGradCamError as e:

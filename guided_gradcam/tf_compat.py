@@ -5,8 +5,8 @@ lazily imports `tf_keras.legacy_tf_layers.normalization`. tf-keras 2.x ships tha
 `tf_keras.src.legacy_tf_layers` only; tf-slim's fix is unreleased. We alias the module names.
 """
 import importlib
-import warnings
 import sys
+import warnings
 
 _ALIASES = {
     "tf_keras.legacy_tf_layers": "tf_keras.src.legacy_tf_layers",
