@@ -10,8 +10,9 @@ import sys
 from absl import app, flags
 
 from guided_gradcam.errors import GuidedGradCamError
-from guided_gradcam.tf_startup import import_tensorflow_quietly
 from guided_gradcam.networks import DEFAULT_NETWORK, NETWORKS
+from guided_gradcam.outputs import OUTPUT_KINDS
+from guided_gradcam.tf_startup import import_tensorflow_quietly
 
 flags.DEFINE_multi_string("image", None, "Image file, folder or glob; repeatable.")
 flags.DEFINE_string("label", None, "Class to explain: ImageNet index (0-999) or class name. "
@@ -26,26 +27,19 @@ flags.DEFINE_string("output_dir", "output", "Where the PNGs and .npz files are w
 flags.DEFINE_string("input_size", None, "Network input size as HxW or N (square). Default: the "
                     "network's own (224). Not for vgg_16, whose fc layers need 224x224.")
 flags.DEFINE_integer("batch_size", 16, "Images per session run.", lower_bound=1)
+flags.DEFINE_string("outputs", ",".join(OUTPUT_KINDS), "What to write per image: a "
+                    "comma-separated subset of png (the three maps), npz, panel.")
+flags.DEFINE_boolean("skip_existing", False, "Skip images whose requested outputs all exist "
+                     "(resumes an interrupted run).")
+flags.DEFINE_integer("num_shards", 1, "Split the inputs into this many deterministic shards.",
+                     lower_bound=1)
+flags.DEFINE_integer("shard_index", 0, "Which shard (0-based) this job explains.", lower_bound=0)
 flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks against the class.")
 FLAGS = flags.FLAGS
 
 
 def _error(message):
     print("error: %s" % message, file=sys.stderr)
-
-
-def _unique_stems(paths):
-    """Output stems per path; a taken stem (same name in two folders) gets a free _N suffix."""
-    used, stems = set(), []
-    for path in paths:
-        base = stem = os.path.splitext(os.path.basename(path))[0]
-        number = 1
-        while stem in used:
-            number += 1
-            stem = "%s_%d" % (base, number)
-        used.add(stem)
-        stems.append(stem)
-    return stems
 
 
 def parse_input_size(text):
@@ -64,45 +58,19 @@ def parse_input_size(text):
     return size
 
 
-def _batches(items, size):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def parse_outputs(text):
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in OUTPUT_KINDS]
+    if unknown or not kinds:
+        raise GuidedGradCamError("--outputs takes a comma-separated subset of %s; got %r"
+                                 % (",".join(OUTPUT_KINDS), text))
+    return kinds
 
 
-def explain_files(explainer, paths, label, output_dir, batch_size, counterfactual):
-    """Explains `paths` batch by batch; returns the number of files that failed."""
-    from guided_gradcam.images import load_photo
-    from guided_gradcam.outputs import save_outputs
-
-    failures = 0
-    for batch in _batches(list(zip(paths, _unique_stems(paths))), batch_size):
-        loaded = []
-        for path, stem in batch:
-            try:
-                photo = load_photo(path)
-            except GuidedGradCamError as error:
-                _error(error)
-                failures += 1
-                continue
-            network_input, box = explainer.fit(photo)
-            loaded.append((path, stem, photo, box, network_input))
-        if not loaded:
-            continue
-        explanations = explainer.explain(
-            [item[4] for item in loaded], label, counterfactual=counterfactual)
-        for (path, stem, photo, box, _), explanation in zip(loaded, explanations):
-            top5 = ", ".join("%s (%d) %.3f" % (explainer.labels.name(i), i, p)
-                             for i, p in explanation.top_k(5))
-            print("%s: top-5: %s" % (path, top5))
-            name = explainer.labels.name(explanation.label)
-            try:
-                written = save_outputs(explanation, photo, box, name, output_dir, stem)
-            except OSError as error:
-                _error("cannot write outputs for %s: %s" % (path, error))
-                failures += 1
-                continue
-            print("  explained %s (%d); wrote %s" % (name, explanation.label, ", ".join(written)))
-    return failures
+def _print_top5(job, explanation, labels):
+    top5 = ", ".join("%s (%d) %.3f" % (labels.name(i), i, p) for i, p in explanation.top_k(5))
+    print("%s: top-5: %s; explained %s (%d)"
+          % (job.path, top5, labels.name(explanation.label), explanation.label), flush=True)
 
 
 def main(argv):
@@ -116,23 +84,31 @@ def main(argv):
         from guided_gradcam.images import collect_image_paths
         from guided_gradcam.labels import LabelSpace
         from guided_gradcam.networks import get_network
+        from guided_gradcam.pipeline import Progress, plan_jobs, run_jobs
 
         input_size = parse_input_size(FLAGS.input_size)
         get_network(FLAGS.network).check_input_size(input_size)  # fail fast, before TF loads
+        kinds = parse_outputs(FLAGS.outputs)
         label = LabelSpace(1000).resolve(FLAGS.label) if FLAGS.label is not None else None
         paths, missing = collect_image_paths(FLAGS.image)
         for message in missing:
             _error(message)
-        if not paths:
-            return 1
+        jobs, skipped = plan_jobs(paths, FLAGS.output_dir, kinds, FLAGS.shard_index,
+                                  FLAGS.num_shards, FLAGS.skip_existing)
+        if skipped:
+            print("skipping %d images whose outputs exist" % skipped)
+        if not jobs:
+            return 1 if missing or not paths else 0
         import_tensorflow_quietly()
         from guided_gradcam.explainer import GuidedGradCam
 
         with GuidedGradCam(FLAGS.network, FLAGS.checkpoint, FLAGS.layer,
                            checkpoints_dir=FLAGS.checkpoints_dir,
                            input_size=input_size) as explainer:
-            failures = explain_files(explainer, paths, label, FLAGS.output_dir,
-                                     FLAGS.batch_size, FLAGS.counterfactual)
+            failures = run_jobs(
+                explainer, jobs, label, FLAGS.output_dir, FLAGS.batch_size,
+                FLAGS.counterfactual, kinds, report=_print_top5, error=_error,
+                progress=Progress(len(jobs)) if len(jobs) > 1 else None)
     except GuidedGradCamError as error:
         _error(error)
         return 1
@@ -141,7 +117,7 @@ def main(argv):
         return 130
     failures += len(missing)
     if failures:
-        _error("%d of %d inputs failed" % (failures, len(paths) + len(missing)))
+        _error("%d of %d inputs failed" % (failures, len(jobs) + len(missing)))
     return 1 if failures else 0
 
 

@@ -4,6 +4,7 @@ import os
 from guided_gradcam import rendering
 
 OUTPUT_KINDS = ("png", "npz", "panel")
+PNG_MAPS = ("gradcam", "gbp", "guided_gradcam")
 
 
 def heading(explanation, class_name):
@@ -12,40 +13,52 @@ def heading(explanation, class_name):
         prefix, class_name, explanation.label, explanation.probabilities[explanation.label])
 
 
-def render_outputs(explanation, photo, box, class_name):
-    """{'gradcam', 'gbp', 'guided_gradcam', 'panel'} → uint8 RGB images.
+def render_outputs(explanation, photo, box, class_name, kinds=OUTPUT_KINDS):
+    """{'gradcam', 'gbp', 'guided_gradcam'} ('png') and {'panel'} → uint8 RGB images.
 
     'gradcam' overlays the map on the whole photo at its own resolution (`box` is where the
     network input came from); the others are at the network input size.
     """
+    images = {}
     gbp = rendering.gradient_to_image(explanation.gbp)
     guided = rendering.gradient_to_image(explanation.guided_gradcam)
-    height, width = explanation.cam.shape
-    cam_on_input = rendering.overlay_on_photo(explanation.image, explanation.cam, (0, 0, width, height))
-    panel = rendering.make_panel(
-        [("Original", explanation.image), ("Guided Backprop", gbp), ("Grad-CAM", cam_on_input),
-         ("Guided Grad-CAM", guided)],
-        heading(explanation, class_name))
-    return {
-        "gradcam": rendering.overlay_on_photo(photo, explanation.cam, box),
-        "gbp": gbp,
-        "guided_gradcam": guided,
-        "panel": panel,
-    }
+    if "png" in kinds:
+        images.update(gradcam=rendering.overlay_on_photo(photo, explanation.cam, box),
+                      gbp=gbp, guided_gradcam=guided)
+    if "panel" in kinds:
+        height, width = explanation.cam.shape
+        cam_on_input = rendering.overlay_on_photo(
+            explanation.image, explanation.cam, (0, 0, width, height))
+        images["panel"] = rendering.make_panel(
+            [("Original", explanation.image), ("Guided Backprop", gbp),
+             ("Grad-CAM", cam_on_input), ("Guided Grad-CAM", guided)],
+            heading(explanation, class_name))
+    return images
+
+
+def _output_names(stem, kinds):
+    """{image name: file name} in writing order."""
+    names = {}
+    if "png" in kinds:
+        names.update((name, "%s_%s.png" % (stem, name)) for name in PNG_MAPS)
+    if "panel" in kinds:
+        names["panel"] = "%s_panel.png" % stem
+    if "npz" in kinds:
+        names["npz"] = stem + ".npz"
+    return names
+
+
+def output_paths(output_dir, stem, kinds=OUTPUT_KINDS):
+    """The files `save_outputs` writes for `stem` and `kinds`."""
+    return [os.path.join(output_dir, name) for name in _output_names(stem, kinds).values()]
 
 
 def save_outputs(explanation, photo, box, class_name, output_dir, stem, kinds=OUTPUT_KINDS):
-    """Writes `<stem>_{gradcam,gbp,guided_gradcam,panel}.png` and `<stem>.npz` atomically."""
+    """Writes the files of `output_paths` atomically; returns their paths."""
     os.makedirs(output_dir, exist_ok=True)
-    written = []
-    if "png" in kinds or "panel" in kinds:
-        for name, image in render_outputs(explanation, photo, box, class_name).items():
-            if ("panel" if name == "panel" else "png") in kinds:
-                path = os.path.join(output_dir, "%s_%s.png" % (stem, name))
-                rendering.save_png(path, image)
-                written.append(path)
+    paths = dict(zip(_output_names(stem, kinds), output_paths(output_dir, stem, kinds)))
+    for name, image in render_outputs(explanation, photo, box, class_name, kinds).items():
+        rendering.save_png(paths[name], image)
     if "npz" in kinds:
-        path = os.path.join(output_dir, stem + ".npz")
-        rendering.save_npz(path, **explanation.arrays())
-        written.append(path)
-    return written
+        rendering.save_npz(paths["npz"], **explanation.arrays())
+    return list(paths.values())

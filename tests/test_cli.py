@@ -218,7 +218,9 @@ def test_folder_run_reports_each_bad_file_once_and_goes_on(runs):
     run = runs["folder"]
     assert run.returncode == 1, run.stderr
     assert_clean_stderr(run)
-    lines = run.stderr.splitlines()
+    progress = [line for line in run.stderr.splitlines() if line.startswith("progress:")]
+    assert progress and progress[-1].startswith("progress: 9/9 images"), run.stderr
+    lines = [line for line in run.stderr.splitlines() if not line.startswith("progress:")]
     assert all(line.startswith("error:") for line in lines), run.stderr
     for name in BAD_FILES:
         assert len([line for line in lines if name in line]) == 1, (name, run.stderr)
@@ -295,7 +297,7 @@ def test_no_temporary_files_are_left(runs):
 
 
 def test_output_stems_never_collide():
-    from guided_gradcam.cli import _unique_stems
+    from guided_gradcam.pipeline import unique_stems as _unique_stems
 
     stems = _unique_stems(["a/cat.jpg", "a/cat.png", "a/cat_2.jpg", "b/cat.jpg"])
     assert len(set(stems)) == 4 and stems[0] == "cat"

@@ -1,0 +1,143 @@
+"""Explaining many files: decoding, session runs and writing overlap, in bounded memory.
+
+    decode pool (threads) ──► batches ──► explain (one session.run each) ──► write pool
+        one batch ahead                                             at most `max_pending` images
+
+Only the next batch is decoded ahead and at most `max_pending` images wait to be written, so
+memory stays flat however many files a folder holds.
+"""
+import collections
+import concurrent.futures
+import dataclasses
+import os
+import sys
+import time
+
+from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.images import load_photo
+from guided_gradcam.outputs import OUTPUT_KINDS, output_paths, save_outputs
+
+
+@dataclasses.dataclass
+class Job:
+    path: str
+    stem: str
+
+
+def unique_stems(paths):
+    """Output stems per path; a taken stem (same name in two folders) gets a free _N suffix."""
+    used, stems = set(), []
+    for path in paths:
+        base = stem = os.path.splitext(os.path.basename(path))[0]
+        number = 1
+        while stem in used:
+            number += 1
+            stem = "%s_%d" % (base, number)
+        used.add(stem)
+        stems.append(stem)
+    return stems
+
+
+def plan_jobs(paths, output_dir, kinds=OUTPUT_KINDS, shard_index=0, num_shards=1,
+              skip_existing=False):
+    """(jobs, skipped): this shard's share of `paths`, minus those whose outputs all exist.
+
+    Stems are assigned over the full list first, so every shard names files the same way and
+    a shard's share depends only on the ordered input list.
+    """
+    if not 0 <= shard_index < num_shards:
+        raise GuidedGradCamError(
+            "--shard_index must be in 0..%d for --num_shards %d" % (num_shards - 1, num_shards))
+    jobs = [Job(path, stem) for index, (path, stem) in enumerate(zip(paths, unique_stems(paths)))
+            if index % num_shards == shard_index]
+    if not skip_existing:
+        return jobs, 0
+    todo = [job for job in jobs
+            if not all(os.path.exists(p) for p in output_paths(output_dir, job.stem, kinds))]
+    return todo, len(jobs) - len(todo)
+
+
+class Progress:
+    """'done/total, images/s, time left' on one line (rewritten in place on a terminal)."""
+
+    def __init__(self, total, stream=sys.stderr, interval=5.0):
+        self.total, self.stream, self.interval = total, stream, interval
+        self.start = self.last = time.monotonic()
+        self.tty = stream is not None and stream.isatty()
+
+    def update(self, done, final=False):
+        if self.stream is None:
+            return
+        now = time.monotonic()
+        if not final and not self.tty and now - self.last < self.interval:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        left = (self.total - done) / rate if rate > 0 else 0.0
+        line = "progress: %d/%d images, %.1f images/s, %s left" % (
+            done, self.total, rate, time.strftime("%H:%M:%S", time.gmtime(left)))
+        end = "\n" if final or not self.tty else ""
+        self.stream.write(("\r" + line if self.tty else line) + end)
+        self.stream.flush()
+
+
+def _decode(explainer, job):
+    photo = load_photo(job.path)
+    network_input, box = explainer.fit(photo)
+    return photo, box, network_input
+
+
+def run_jobs(explainer, jobs, label, output_dir, batch_size=16, counterfactual=False,
+             kinds=OUTPUT_KINDS, report=print, error=None, progress=None,
+             decode_workers=2, max_pending=None):
+    """Explains `jobs` and writes their files; returns the number of jobs that failed."""
+    error = error or (lambda message: print("error: %s" % message, file=sys.stderr))
+    max_pending = max_pending or 2 * batch_size
+    batches = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
+    failures = 0
+    done = 0
+    pending = collections.deque()
+
+    def finish_oldest():
+        nonlocal failures
+        job, future = pending.popleft()
+        try:
+            future.result()
+        except (OSError, GuidedGradCamError) as problem:
+            error("cannot write outputs for %s: %s" % (job.path, problem))
+            failures += 1
+
+    with concurrent.futures.ThreadPoolExecutor(decode_workers) as decoders, \
+            concurrent.futures.ThreadPoolExecutor(1) as writer:
+        def submit(batch):
+            return [(job, decoders.submit(_decode, explainer, job)) for job in batch]
+
+        ahead = submit(batches[0]) if batches else []
+        for index in range(len(batches)):
+            current, ahead = ahead, (submit(batches[index + 1]) if index + 1 < len(batches) else [])
+            decoded = []
+            for job, future in current:
+                try:
+                    decoded.append((job,) + future.result())
+                except GuidedGradCamError as problem:
+                    error(problem)
+                    failures += 1
+            done += len(current) - len(decoded)
+            if decoded:
+                explanations = explainer.explain(
+                    [item[3] for item in decoded], label, counterfactual=counterfactual)
+                for (job, photo, box, _), explanation in zip(decoded, explanations):
+                    name = explainer.labels.name(explanation.label)
+                    report(job, explanation, explainer.labels)
+                    pending.append((job, writer.submit(
+                        save_outputs, explanation, photo, box, name, output_dir, job.stem, kinds)))
+                    while len(pending) > max_pending:
+                        finish_oldest()
+                done += len(decoded)
+            if progress:
+                progress.update(done - len(pending))
+        while pending:
+            finish_oldest()
+    if progress:
+        progress.update(done, final=True)
+    return failures
