@@ -6,7 +6,7 @@ SHARED ?= ../shared
 TFJS_WEIGHTS := $(SHARED)/weights/mobilenet_v1_0.75_224_tfjs
 MOBILENET_075 := checkpoints/mobilenet_v1_075/mobilenet_v1_0.75_224.ckpt
 
-.PHONY: demo test install checkpoint clean
+.PHONY: demo figures test install checkpoint clean
 
 install: $(VENV)/.installed
 
@@ -28,8 +28,22 @@ checkpoint: install
 demo: checkpoint
 	$(PY) inference.py --image images/cat.jpg --label 282 --output_dir output
 
+# The paper's Figure 1 on its own photo (output/figures/, not committed: the photo is not ours),
+# then the README's gallery from the photos in images/ (docs/gallery/, committed). The gallery
+# runs TensorFlow on one thread with its plain kernels, so that its float sums, and so the PNGs,
+# come out the same byte for byte however many cores the machine has.
+GALLERY_IMAGES := images/cat.jpg images/coffee.jpg images/astronaut.jpg
+SINGLE_THREADED_TF := TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
+figures: checkpoint
+	$(PY) scripts/make_figures.py --image $(SHARED)/images/cat_dog.jpg --output_dir output/figures
+	$(SINGLE_THREADED_TF) $(PY) scripts/make_figures.py $(addprefix --image ,$(GALLERY_IMAGES)) \
+	  --gallery_dir docs/gallery
+
 test: checkpoint
 	$(PY) -m pytest -q tests
+
+bench: checkpoint
+	$(PY) benchmarks/bench.py
 
 clean:
 	rm -rf output .pytest_cache

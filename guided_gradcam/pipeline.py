@@ -89,10 +89,16 @@ def _decode(explainer, job):
 
 def run_jobs(explainer, jobs, label, output_dir, batch_size=16, counterfactual=False,
              kinds=OUTPUT_KINDS, report=print, error=None, progress=None,
-             decode_workers=2, max_pending=None):
-    """Explains `jobs` and writes their files; returns the number of jobs that failed."""
+             workers=None, max_pending=None):
+    """Explains `jobs` and writes their files; returns the number of jobs that failed.
+
+    Rendering and PNG encoding cost more CPU than the session run itself, so they get one
+    writer thread per core (PIL and zlib release the GIL); the session's own threads share
+    the cores with them.
+    """
     error = error or (lambda message: print("error: %s" % message, file=sys.stderr))
-    max_pending = max_pending or 2 * batch_size
+    workers = workers or max(1, os.cpu_count() or 1)
+    max_pending = max_pending or batch_size
     batches = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
     failures = 0
     done = 0
@@ -107,8 +113,8 @@ def run_jobs(explainer, jobs, label, output_dir, batch_size=16, counterfactual=F
             error("cannot write outputs for %s: %s" % (job.path, problem))
             failures += 1
 
-    with concurrent.futures.ThreadPoolExecutor(decode_workers) as decoders, \
-            concurrent.futures.ThreadPoolExecutor(1) as writer:
+    with concurrent.futures.ThreadPoolExecutor(workers) as decoders, \
+            concurrent.futures.ThreadPoolExecutor(workers) as writer:
         def submit(batch):
             return [(job, decoders.submit(_decode, explainer, job)) for job in batch]
 

@@ -1,5 +1,6 @@
 """Turning maps and gradients into pictures, and saving results (numpy + PIL only)."""
 
+import functools
 import os
 import secrets
 
@@ -8,6 +9,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 # Brightness kept outside the crop box: the network never saw that area.
 OUTSIDE_BOX_BRIGHTNESS = 0.4
+
+_DIM_TABLE = [int(v * OUTSIDE_BOX_BRIGHTNESS + 0.5) for v in range(256)] * 3
+# zlib level 1: maps and overlays are noisy, so higher levels buy little (~10% smaller files)
+# at 2-3x the encoding time, which dominates a folder run.
+PNG_COMPRESS_LEVEL = 1
 
 PANEL_BACKGROUND = (255, 255, 255)
 PANEL_TEXT = (0, 0, 0)
@@ -62,12 +68,6 @@ def gradient_to_image(g):
     return np.floor(g * 255 + 0.5).astype(np.uint8)
 
 
-def _resize_map(cam, width, height):
-    """Bilinear resize of a float map to (height, width)."""
-    image = Image.fromarray(np.ascontiguousarray(cam, dtype=np.float32))
-    return np.asarray(image.resize((width, height), resample=Image.BILINEAR))
-
-
 def overlay_on_photo(photo, cam, box, alpha=0.5):
     """Blend a jet-coloured map over the part of the photo the network saw.
 
@@ -87,12 +87,14 @@ def overlay_on_photo(photo, cam, box, alpha=0.5):
     height, width = photo.shape[:2]
     if not (0 <= left < right <= width and 0 <= top < bottom <= height):
         raise ValueError(f"box {tuple(box)} is not inside a {width}x{height} photo")
-    base = photo.astype(np.float32)
-    out = base * OUTSIDE_BOX_BRIGHTNESS
-    heat = jet(_resize_map(cam, right - left, bottom - top)).astype(np.float32)
-    inside = base[top:bottom, left:right]
-    out[top:bottom, left:right] = (1 - alpha) * inside + alpha * heat
-    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+    # Colour at map resolution, then let PIL scale and blend in C: photos can be megapixels,
+    # and jet is piecewise linear, so scaling colours is scaling the map up to its kinks.
+    picture = Image.fromarray(np.ascontiguousarray(photo, dtype=np.uint8))
+    heat = Image.fromarray(jet(cam)).resize((right - left, bottom - top), Image.BILINEAR)
+    inside = Image.blend(picture.crop((left, top, right, bottom)), heat, alpha)
+    out = picture.point(_DIM_TABLE)
+    out.paste(inside, (left, top))
+    return np.asarray(out)
 
 
 def _fit_text(draw, text, font, max_width):
@@ -107,6 +109,11 @@ def _fit_text(draw, text, font, max_width):
 def _text_height(font):
     left, top, right, bottom = font.getbbox("Hgjy(|")
     return bottom
+
+
+@functools.lru_cache(maxsize=None)
+def _font(size):
+    return ImageFont.load_default(size=size)
 
 
 def make_panel(tiles, heading):
@@ -127,8 +134,8 @@ def make_panel(tiles, heading):
                 f"of the same size {shape}"
             )
     tile_height, tile_width = shape[:2]
-    heading_font = ImageFont.load_default(size=HEADING_FONT_SIZE)
-    title_font = ImageFont.load_default(size=TITLE_FONT_SIZE)
+    heading_font = _font(HEADING_FONT_SIZE)
+    title_font = _font(TITLE_FONT_SIZE)
     heading_height = _text_height(heading_font) + PANEL_GAP
     title_height = _text_height(title_font) + PANEL_GAP // 2
 
@@ -174,8 +181,8 @@ def _write_atomically(path, write):
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        # No fsync: the rename alone guarantees readers never see a partial file after a
+        # crash of this process, and a folder run writes thousands of files.
         os.replace(temp_path, path)
     except BaseException:
         try:
@@ -188,7 +195,8 @@ def _write_atomically(path, write):
 def save_png(path, image):
     """Save a uint8 image array as PNG at path, atomically."""
     picture = Image.fromarray(np.asarray(image))  # fails before any file is made
-    _write_atomically(path, lambda handle: picture.save(handle, format="PNG"))
+    _write_atomically(
+        path, lambda handle: picture.save(handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL))
 
 
 def save_npz(path, **arrays):

@@ -1,0 +1,207 @@
+"""`make bench`: what the toolkit costs, as ratios measured in one run.
+
+Per network (each in its own process, so peak RSS is per configuration), with warm-up and the
+median of several repetitions, in ms per image:
+  (a) forward only;
+  (b) the floor: forward + the plain gradient of the max logit w.r.t. the input, one
+      session.run on a graph without override;
+  (c) `GuidedGradCam.explain`: Grad-CAM, GBP and Guided Grad-CAM for every image.
+Then the folder pipeline end to end (decode, explain, render, write; peak RSS over 200 vs 20
+generated photos) and the start-up of a one-image CLI run against a bare TF-Slim script.
+"""
+import argparse
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+MOBILENET_075 = os.path.join(REPO, "checkpoints", "mobilenet_v1_075")
+CONFIGS = [("mobilenet_v1_075", "real"), ("mobilenet_v1", "random"),
+           ("resnet_v1_50", "random"), ("vgg_16", "random")]
+
+
+def _median_ms_per_image(run, batch_size, budget_s=3.0, max_reps=7):
+    run()  # warm-up
+    start = time.perf_counter()
+    run()
+    times = [time.perf_counter() - start]
+    reps = max(3, min(max_reps, int(budget_s / max(times[0], 1e-6))))
+    for _ in range(reps - 1):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times) / batch_size
+
+
+def _random_checkpoint(spec, num_logits, directory):
+    import tensorflow.compat.v1 as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(0)
+        images = tf.placeholder(tf.float32, [None, 224, 224, 3])
+        spec.build(images, num_logits)
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            return tf.train.Saver().save(session, os.path.join(directory, spec.name + ".ckpt"),
+                                         write_meta_graph=False)
+
+
+def _floor_graph(spec, num_logits, prefix):
+    """Forward logits and the plain ∂(max logit)/∂input, with no override anywhere."""
+    import tensorflow.compat.v1 as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.placeholder(tf.uint8, [None, 224, 224, 3])
+        net_input = spec.preprocess(tf.cast(images, tf.float32))
+        logits, _ = spec.build(net_input, num_logits)
+        gradient = tf.gradients(tf.reduce_sum(tf.reduce_max(logits, axis=1)), net_input)[0]
+        session = tf.Session()
+        tf.train.Saver().restore(session, prefix)
+    graph.finalize()
+    return session, images, logits, gradient
+
+
+def measure_network(network, weights, batch_sizes, results):
+    import numpy as np
+
+    from guided_gradcam.tf_startup import import_tensorflow_quietly
+    import_tensorflow_quietly()
+    from guided_gradcam import GuidedGradCam
+    from guided_gradcam.networks import NETWORKS
+
+    spec = NETWORKS[network]
+    with tempfile.TemporaryDirectory() as scratch:
+        prefix = MOBILENET_075 if weights == "real" else _random_checkpoint(spec, 1000, scratch)
+        explainer = GuidedGradCam(network, checkpoint=prefix)
+        session, images, logits, gradient = _floor_graph(spec, explainer.labels.num_logits,
+                                                         explainer.checkpoint)
+    rows = []
+    rng = np.random.default_rng(0)
+    for batch_size in batch_sizes:
+        batch = rng.integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)
+        forward = _median_ms_per_image(lambda: session.run(logits, {images: batch}), batch_size)
+        floor = _median_ms_per_image(lambda: session.run(gradient, {images: batch}), batch_size)
+        explain = _median_ms_per_image(lambda: explainer.explain(batch), batch_size)
+        rows.append((network, weights, batch_size, forward, floor, explain))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    results.put((rows, peak_mib))
+
+
+def _run_child(command):
+    """(wall seconds, peak RSS MiB) of a child process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit("benchmark child failed: %s\n%s" % (" ".join(command), process.stderr.read().decode()))
+    return wall, usage.ru_maxrss / 1024.0
+
+
+def _generate_photos(folder, count, seed=0):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    # Mixed sizes around ImageNet's typical 500x375, portrait and landscape, one large photo.
+    sizes = [(500, 375), (375, 500), (640, 480), (500, 333), (400, 400), (1024, 768)]
+    for index in range(count):
+        width, height = sizes[index % len(sizes)]
+        y, x = np.mgrid[0:height, 0:width]
+        base = np.stack([(x * (index + 1)) % 256, (y * 3) % 256, ((x + y) // 2) % 256], -1)
+        noise = rng.integers(0, 40, (height, width, 3))
+        photo = np.clip(base + noise, 0, 255).astype(np.uint8)
+        Image.fromarray(photo).save(os.path.join(folder, "photo_%04d.jpg" % index), quality=90)
+
+
+def measure_folder(batch_size=16):
+    cli = [sys.executable, "inference.py", "--checkpoint", MOBILENET_075, "--batch_size", str(batch_size)]
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for count in (20, 200):
+            folder = os.path.join(scratch, "photos%d" % count)
+            os.makedirs(folder)
+            _generate_photos(folder, count)
+            results[count] = _run_child(cli + ["--image", folder, "--output_dir", folder + "_out"])
+    return results
+
+
+BARE_SCRIPT = """
+import numpy as np, tensorflow.compat.v1 as tf, tf_slim as slim
+from models import mobilenet_v1
+tf.disable_eager_execution()
+images = tf.placeholder(tf.float32, [None, 224, 224, 3])
+with slim.arg_scope(mobilenet_v1.mobilenet_v1_arg_scope()):
+    logits, _ = mobilenet_v1.mobilenet_v1(images, 1000, depth_multiplier=0.75)
+with tf.Session() as session:
+    tf.train.Saver().restore(session, %r)
+    session.run(logits, {images: np.zeros((1, 224, 224, 3), np.float32)})
+"""
+
+
+def measure_startup(repetitions=3):
+    prefix = os.path.join(MOBILENET_075, "mobilenet_v1_0.75_224.ckpt")
+    bare = [sys.executable, "-c", BARE_SCRIPT % prefix]
+    with tempfile.TemporaryDirectory() as scratch:
+        cli = [sys.executable, "inference.py", "--image", "images/cat.jpg", "--label", "282",
+               "--checkpoint", MOBILENET_075, "--output_dir", scratch]
+        walls = {name: statistics.median(_run_child(command)[0] for _ in range(repetitions))
+                 for name, command in (("bare", bare), ("cli", cli))}
+    return walls
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", default=",".join(name for name, _ in CONFIGS))
+    parser.add_argument("--batch_sizes", default="1,8,32")
+    args = parser.parse_args()
+    assert os.path.exists(MOBILENET_075), "run `make checkpoint` first"
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    print("machine: %s, %d cores, Python %s" % (platform.machine(), os.cpu_count(), platform.python_version()))
+    print("%-17s %-6s %5s %10s %10s %11s %7s %9s" % (
+        "network", "weights", "batch", "(a) fwd", "(b) floor", "(c) explain", "(c)/(b)", "peak RSS"))
+    context = multiprocessing.get_context("spawn")
+    explain_at_16 = None
+    for network, weights in CONFIGS:
+        if network not in args.networks.split(","):
+            continue
+        sizes = sorted(set(batch_sizes) | ({16} if network == "mobilenet_v1_075" else set()))
+        queue = context.Queue()
+        child = context.Process(target=measure_network, args=(network, weights, sizes, queue))
+        child.start()
+        rows, peak = queue.get()
+        child.join()
+        for name, kind, batch, forward, floor, explain in rows:
+            print("%-17s %-6s %5d %7.1f ms %7.1f ms %8.1f ms %7.3f %6.0f MiB" % (
+                name, kind, batch, forward, floor, explain, explain / floor, peak))
+            if name == "mobilenet_v1_075" and batch == 16:
+                explain_at_16 = explain
+        sys.stdout.flush()
+
+    if explain_at_16 is not None:
+        print("\nmobilenet_v1_075, batch 16: explain %.1f ms/image; xplique GradCAM + GuidedBackprop "
+              "measured by peers at 15.2 ms/image: %.2fx faster" % (explain_at_16, 15.2 / explain_at_16))
+        folder = measure_folder()
+        (wall20, rss20), (wall200, rss200) = folder[20], folder[200]
+        per_image = 1000.0 * (wall200 - wall20) / 180
+        print("folder run, batch 16 (decode, explain, render, write): %.1f ms/image end to end = "
+              "%.2fx explain-only; peak RSS 200 images %.0f MiB vs 20 images %.0f MiB = %.3fx"
+              % (per_image, per_image / explain_at_16, rss200, rss20, rss200 / rss20))
+    startup = measure_startup()
+    print("start-up: one-image CLI run %.2f s vs bare import+build+restore+forward %.2f s = %.2fx"
+          % (startup["cli"], startup["bare"], startup["cli"] / startup["bare"]))
+
+
+if __name__ == "__main__":
+    main()
