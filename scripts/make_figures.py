@@ -19,7 +19,14 @@ import sys
 from absl import app, flags
 
 from guided_gradcam.errors import GuidedGradCamError
-from guided_gradcam.networks import DEFAULT_NETWORK, NETWORKS
+from guided_gradcam.figures import (
+    CORRELATED_MAPS, class_figure, format_table, map_correlations, stack_figures)
+from guided_gradcam.images import load_photo
+from guided_gradcam.labels import LabelSpace
+from guided_gradcam.localization import box_to_photo, gradcam_box
+from guided_gradcam.networks import DEFAULT_NETWORK, NETWORKS, get_network
+from guided_gradcam.rendering import save_png
+from guided_gradcam.tf_startup import import_tensorflow_quietly
 
 # The classes of the paper's Figure 1 ('tiger cat', 'boxer'), plus 'bull mastiff', which the
 # MobileNet ranks above 'boxer'; other photos default to their top-1 class.
@@ -63,9 +70,6 @@ def _slug(name):
 
 def explain_image(explainer, path, photo, labels):
     """Prints the image's table, returns [(explanation, counterfactual, name, input box)]."""
-    from guided_gradcam.figures import CORRELATED_MAPS, format_table, map_correlations
-    from guided_gradcam.localization import box_to_photo, gradcam_box
-
     network_input, crop = explainer.fit(photo)
     count = len(labels) if labels else 1
     factual = explainer.explain([network_input] * count, labels)
@@ -101,9 +105,6 @@ def explain_image(explainer, path, photo, labels):
 
 def write_figures(results, stem, output_dir, gallery_dir):
     """The per-class and combined figures (or, for a gallery, only the combined one)."""
-    from guided_gradcam.figures import class_figure, stack_figures
-    from guided_gradcam.rendering import save_png
-
     figures, written = [], []
     for explanation, counter, name, box in results:
         figure = class_figure(explanation, counter, name, box)
@@ -126,10 +127,6 @@ def main(argv):
                                  % " ".join(argv[1:]))
     if not FLAGS.image:
         raise GuidedGradCamError("no input: pass --image PATH (repeatable)")
-    from guided_gradcam.images import load_photo
-    from guided_gradcam.labels import LabelSpace
-    from guided_gradcam.networks import get_network
-
     get_network(FLAGS.network)  # bad flags fail fast, before TensorFlow loads
     label_space = LabelSpace(1000)
     labels = parse_labels(FLAGS.labels, label_space)
@@ -145,9 +142,8 @@ def main(argv):
     except OSError as error:
         raise GuidedGradCamError("cannot create %s: %s" % (output_dir, error)) from error
 
-    from guided_gradcam.tf_startup import import_tensorflow_quietly
     import_tensorflow_quietly()
-    from guided_gradcam.explainer import GuidedGradCam
+    from guided_gradcam.explainer import GuidedGradCam  # loads TensorFlow
 
     with GuidedGradCam(FLAGS.network, FLAGS.checkpoint,
                        checkpoints_dir=FLAGS.checkpoints_dir) as explainer:
