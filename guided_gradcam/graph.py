@@ -70,7 +70,10 @@ def build_explanation_graph(spec, num_logits, layer=None, input_size=None):
         # tf.maximum, not tf.nn.relu: every Relu op of the graph belongs to the network.
         cam_lowres = tf.maximum(tf.reduce_sum(alpha * activations, axis=3), 0.0, name="cam_lowres")
 
-        upsampled = tf.image.resize(cam_lowres[..., None], (height, width), method="bilinear")
+        # Half-pixel centres, as PIL and the paper's upsampling: tf.compat.v1's tf.image.resize
+        # samples at corner-aligned positions and would shift the map up and to the left.
+        upsampled = tf.image.resize_bilinear(
+            cam_lowres[..., None], (height, width), half_pixel_centers=True)
         peak = tf.reduce_max(upsampled, axis=[1, 2, 3], keepdims=True)
         cam = tf.math.divide_no_nan(upsampled, peak)  # an all-zero map stays zero, never NaN
         guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")

@@ -66,6 +66,14 @@ def test_a_batch_equals_one_image_at_a_time(explainer, cat_dog, explained):
                 atol=1e-5 * np.abs(getattr(single, name)).max(), err_msg=name)
 
 
+def test_cam_is_the_half_pixel_bilinear_upsampling_of_cam_lowres(explained):
+    from test_exact_maps import bilinear_half_pixel
+
+    for explanation in explained:
+        upsampled = bilinear_half_pixel(explanation.cam_lowres, 224, 224)
+        np.testing.assert_allclose(explanation.cam, upsampled / upsampled.max(), atol=1e-5)
+
+
 def test_default_label_is_the_top1_class(explainer, cat_dog):
     explanation, = explainer.explain(cat_dog[None])
     assert explanation.label == TIGER_CAT
