@@ -7,13 +7,12 @@ import secrets
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from guided_gradcam.png import encode_png
+
 # Brightness kept outside the crop box: the network never saw that area.
 OUTSIDE_BOX_BRIGHTNESS = 0.4
 
 _DIM_TABLE = [int(v * OUTSIDE_BOX_BRIGHTNESS + 0.5) for v in range(256)] * 3
-# zlib level 1: maps and overlays are noisy, so higher levels buy little (~10% smaller files)
-# at 2-3x the encoding time, which dominates a folder run.
-PNG_COMPRESS_LEVEL = 1
 
 PANEL_BACKGROUND = (255, 255, 255)
 PANEL_TEXT = (0, 0, 0)
@@ -194,9 +193,8 @@ def _write_atomically(path, write):
 
 def save_png(path, image):
     """Save a uint8 image array as PNG at path, atomically."""
-    picture = Image.fromarray(np.asarray(image))  # fails before any file is made
-    _write_atomically(
-        path, lambda handle: picture.save(handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL))
+    data = encode_png(image)  # fails before any file is made
+    _write_atomically(path, lambda handle: handle.write(data))
 
 
 def save_npz(path, **arrays):

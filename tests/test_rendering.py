@@ -148,7 +148,7 @@ def test_save_npz_round_trip(tmp_path):
 
 def test_save_png_unencodable_leaves_nothing(tmp_path):
     path = tmp_path / "bad.png"
-    with pytest.raises(OSError):
+    with pytest.raises(ValueError):
         save_png(path, np.zeros((4, 4), np.float32))  # PNG cannot hold float samples
     assert os.listdir(tmp_path) == []
 
