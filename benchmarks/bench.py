@@ -125,8 +125,10 @@ def _generate_photos(folder, count, seed=0):
         Image.fromarray(photo).save(os.path.join(folder, "photo_%04d.jpg" % index), quality=90)
 
 
-def measure_folder(batch_size=16):
-    cli = [sys.executable, "inference.py", "--checkpoint", MOBILENET_075, "--batch_size", str(batch_size)]
+def measure_folder(outputs, batch_size=16):
+    """{image count: (wall s, peak RSS MiB)} of CLI runs over 20 and 200 generated photos."""
+    cli = [sys.executable, "inference.py", "--checkpoint", MOBILENET_075,
+           "--batch_size", str(batch_size), "--outputs", outputs]
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         for count in (20, 200):
@@ -192,12 +194,15 @@ def main():
     if explain_at_16 is not None:
         print("\nmobilenet_v1_075, batch 16: explain %.1f ms/image; xplique GradCAM + GuidedBackprop "
               "measured by peers at 15.2 ms/image: %.2fx faster" % (explain_at_16, 15.2 / explain_at_16))
-        folder = measure_folder()
-        (wall20, rss20), (wall200, rss200) = folder[20], folder[200]
-        per_image = 1000.0 * (wall200 - wall20) / 180
-        print("folder run, batch 16 (decode, explain, render, write): %.1f ms/image end to end = "
-              "%.2fx explain-only; peak RSS 200 images %.0f MiB vs 20 images %.0f MiB = %.3fx"
-              % (per_image, per_image / explain_at_16, rss200, rss20, rss200 / rss20))
+        for outputs in ("png,npz,panel", "png,npz", "npz"):
+            folder = measure_folder(outputs)
+            (wall20, rss20), (wall200, rss200) = folder[20], folder[200]
+            # The difference of the two runs leaves out start-up: the steady cost per image.
+            per_image = 1000.0 * (wall200 - wall20) / 180
+            print("folder run, batch 16, --outputs %-13s %5.1f ms/image end to end (decode, explain, "
+                  "render, write) = %.2fx explain-only; peak RSS 200 images %.0f MiB vs 20 images "
+                  "%.0f MiB = %.3fx" % (outputs + ":", per_image, per_image / explain_at_16,
+                                        rss200, rss20, rss200 / rss20))
     startup = measure_startup()
     print("start-up: one-image CLI run %.2f s vs bare import+build+restore+forward %.2f s = %.2fx"
           % (startup["cli"], startup["bare"], startup["cli"] / startup["bare"]))

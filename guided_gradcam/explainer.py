@@ -70,7 +70,8 @@ class GuidedGradCam:
         shapes = checkpoints.variable_shapes(prefix)
         self.labels = LabelSpace(checkpoints.count_logits(self.spec, shapes, prefix))
         self.checkpoint = prefix
-        self._graph = build_explanation_graph(self.spec, self.labels.num_logits, layer, input_size)
+        self._graph = build_explanation_graph(
+            self.spec, self.labels.num_logits, layer, input_size, self.labels.offset)
         self.layer = self._graph.layer
         self.layer_names = self._graph.layer_names
         self.input_size = tuple(self._graph.images.shape.as_list()[1:3])

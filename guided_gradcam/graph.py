@@ -10,6 +10,7 @@ import dataclasses
 
 import tensorflow.compat.v1 as tf
 
+from guided_gradcam import tf_compat  # noqa: F401  (slim.batch_norm; quiets tf-slim's warning)
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.guided_relu import guided_override, plain_gradients
 
@@ -33,8 +34,12 @@ class ExplanationGraph:
     layer_names: tuple  # every end point usable as the Grad-CAM layer
 
 
-def build_explanation_graph(spec, num_logits, layer=None, input_size=None):
-    """Builds `spec`'s network and its explanation tensors in a new graph."""
+def build_explanation_graph(spec, num_logits, layer=None, input_size=None, background_logits=0):
+    """Builds `spec`'s network and its explanation tensors in a new graph.
+
+    background_logits: leading logits that are never a predicted class (1 for the official
+    1001-class slim checkpoints, whose logit 0 is "background").
+    """
     height, width = spec.check_input_size(input_size)
     graph = tf.Graph()
     with graph.as_default():
@@ -54,7 +59,8 @@ def build_explanation_graph(spec, num_logits, layer=None, input_size=None):
                 % (layer, spec.name, ", ".join(layer_names)))
         activations = end_points[layer]
 
-        predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+        predicted = background_logits + tf.argmax(
+            logits[:, background_logits:], axis=1, output_type=tf.int32)
         targets = tf.where(labels >= 0, labels, predicted, name="targets")
         # Images of a batch are independent at inference (BatchNorm uses moving statistics), so
         # the gradient of Σ_b y_b^{c_b} w.r.t. image b is ∂y_b^{c_b}/∂x_b: one backward pass.
@@ -70,10 +76,10 @@ def build_explanation_graph(spec, num_logits, layer=None, input_size=None):
         # tf.maximum, not tf.nn.relu: every Relu op of the graph belongs to the network.
         cam_lowres = tf.maximum(tf.reduce_sum(alpha * activations, axis=3), 0.0, name="cam_lowres")
 
-        # Half-pixel centres, as PIL and the paper's upsampling: tf.compat.v1's tf.image.resize
-        # samples at corner-aligned positions and would shift the map up and to the left.
-        upsampled = tf.image.resize_bilinear(
-            cam_lowres[..., None], (height, width), half_pixel_centers=True)
+        # Half-pixel centres, as PIL's bilinear: tf.compat.v1's tf.image.resize samples at
+        # corner-aligned positions and would shift the map up and to the left.
+        upsampled = tf.raw_ops.ResizeBilinear(
+            images=cam_lowres[..., None], size=(height, width), half_pixel_centers=True)
         peak = tf.reduce_max(upsampled, axis=[1, 2, 3], keepdims=True)
         cam = tf.math.divide_no_nan(upsampled, peak)  # an all-zero map stays zero, never NaN
         guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")
@@ -82,5 +88,4 @@ def build_explanation_graph(spec, num_logits, layer=None, input_size=None):
     return ExplanationGraph(
         graph=graph, images=images, labels=labels, counterfactual=counterfactual,
         targets=targets, logits=logits, activations=activations, cam_lowres=cam_lowres,
-        cam=cam,
-        gbp=gbp, guided_gradcam=guided_gradcam, layer=layer, layer_names=layer_names)
+        cam=cam, gbp=gbp, guided_gradcam=guided_gradcam, layer=layer, layer_names=layer_names)

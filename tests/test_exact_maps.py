@@ -161,3 +161,19 @@ def test_vgg_cam_uses_plain_gradients_through_fc_relus(vgg_pair):
         print("class %d: naive guided alpha differs by %.1f%% of max |alpha|" % (target, 100 * error))
         assert error > 0.05
         assert not np.allclose(naive_cam, expected, rtol=1e-2)
+
+
+def test_default_target_skips_a_background_logit():
+    def build_with_loud_background(images, num_classes):
+        logits, end_points = _toy_build(images, num_classes)
+        return logits + tf.constant([100.0, 0.0, 0.0]), end_points  # logit 0 always wins
+
+    spec = NetworkSpec(**{**TOY.__dict__, "build": build_with_loud_background})
+    images = RNG.integers(0, 256, size=(3, 8, 8, 3)).astype(np.uint8)
+    for background, expected_floor in ((0, 0), (1, 1)):
+        graph = build_explanation_graph(spec, 3, background_logits=background)
+        with tf.Session(graph=graph.graph) as session:
+            targets, logits = session.run([graph.targets, graph.logits],
+                                          {graph.images: images, graph.labels: [-1, -1, -1]})
+        assert (targets >= expected_floor).all()
+        np.testing.assert_array_equal(targets, background + logits[:, background:].argmax(1))
