@@ -28,17 +28,22 @@ CONFIGS = [("mobilenet_v1_075", "real"), ("mobilenet_v1", "random"),
            ("resnet_v1_50", "random"), ("vgg_16", "random")]
 
 
-def _median_ms_per_image(run, batch_size, budget_s=3.0, max_reps=7):
-    run()  # warm-up
+def _interleaved_medians(runs, batch_size, budget_s=6.0, max_reps=9):
+    """Median ms per image of each of `runs`, timed in turns so that a change in the machine's
+    load during the measurement hits every one of them alike."""
+    for run in runs:
+        run()  # warm-up
+    times = [[] for _ in runs]
     start = time.perf_counter()
-    run()
-    times = [time.perf_counter() - start]
-    reps = max(3, min(max_reps, int(budget_s / max(times[0], 1e-6))))
-    for _ in range(reps - 1):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times) / batch_size
+    while True:
+        for run, samples in zip(runs, times):
+            began = time.perf_counter()
+            run()
+            samples.append(time.perf_counter() - began)
+        spent = time.perf_counter() - start
+        if len(times[0]) >= max_reps or (len(times[0]) >= 3 and spent > budget_s):
+            break
+    return [1000.0 * statistics.median(samples) / batch_size for samples in times]
 
 
 def _random_checkpoint(spec, num_logits, directory):
@@ -89,9 +94,10 @@ def measure_network(network, weights, batch_sizes, results):
     rng = np.random.default_rng(0)
     for batch_size in batch_sizes:
         batch = rng.integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)
-        forward = _median_ms_per_image(lambda: session.run(logits, {images: batch}), batch_size)
-        floor = _median_ms_per_image(lambda: session.run(gradient, {images: batch}), batch_size)
-        explain = _median_ms_per_image(lambda: explainer.explain(batch), batch_size)
+        forward, floor, explain = _interleaved_medians([
+            lambda: session.run(logits, {images: batch}),
+            lambda: session.run(gradient, {images: batch}),
+            lambda: explainer.explain(batch)], batch_size)
         rows.append((network, weights, batch_size, forward, floor, explain))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     results.put((rows, peak_mib))

@@ -1,10 +1,11 @@
 """The explanation graph: one forward pass, the plain gradient for Grad-CAM and the guided one
 for GBP, fused in-graph so a single `session.run` returns every map of a batch.
 
-The network's ops are created under the GuidedRelu override. ∂y^c/∂A for Grad-CAM is built
-inside `plain_gradients()`, which makes the very same override gradient functions emit the
-ordinary ReLU gradient (ReLUs between A and the logits, such as VGG's fc6/fc7, must not be
-guided there). GBP's ∂y^c/∂x is built outside it, so it is guided.
+The network's ops are created under the GuidedRelu override. GBP's ∂y^c/∂x is guided. Grad-CAM's
+∂y^c/∂A must be the plain gradient: where ReLUs lie between A and the logits (VGG's fc6/fc7), it
+is built in a second backward pass over that tail inside `plain_gradients()`, which makes the
+very same override gradient functions emit the ordinary ReLU gradient; elsewhere (MobileNet,
+ResNet) the one backward pass to the input passes A with nothing guided on the way.
 """
 import dataclasses
 
@@ -12,7 +13,7 @@ import tensorflow.compat.v1 as tf
 
 from guided_gradcam import tf_compat  # noqa: F401  (slim.batch_norm; quiets tf-slim's warning)
 from guided_gradcam.errors import GuidedGradCamError
-from guided_gradcam.guided_relu import guided_override, plain_gradients
+from guided_gradcam.guided_relu import OVERRIDE_MAP, guided_override, plain_gradients
 
 PREDICTED_CLASS = -1  # a label of -1 explains the image's top-1 logit
 
@@ -32,6 +33,27 @@ class ExplanationGraph:
     guided_gradcam: tf.Tensor  # [B, H, W, 3]: gbp ⊙ cam
     layer: str
     layer_names: tuple  # every end point usable as the Grad-CAM layer
+
+
+def relus_between(start, end):
+    """The Relu/Relu6 ops on a path from tensor `start` to tensor `end`."""
+    downstream, frontier = set(), [start.op]
+    while frontier:
+        op = frontier.pop()
+        for output in op.outputs:
+            for consumer in output.consumers():
+                if consumer not in downstream:
+                    downstream.add(consumer)
+                    frontier.append(consumer)
+    upstream, frontier = set(), [end.op]
+    while frontier:
+        op = frontier.pop()
+        for tensor in op.inputs:
+            if tensor.op not in upstream:
+                upstream.add(tensor.op)
+                frontier.append(tensor.op)
+    between = (downstream & upstream) | {end.op}
+    return sorted(op.name for op in between if op.type in OVERRIDE_MAP)
 
 
 def build_explanation_graph(spec, num_logits, layer=None, input_size=None, background_logits=0):
@@ -67,9 +89,16 @@ def build_explanation_graph(spec, num_logits, layer=None, input_size=None, backg
         target_logits = tf.gather(logits, targets, axis=1, batch_dims=1)
         objective = tf.reduce_sum(target_logits)
 
-        with plain_gradients():
-            grads = tf.gradients(objective, activations)[0]
-        gbp = tf.gradients(objective, net_input)[0]
+        if relus_between(activations, logits):
+            # ReLUs between A and the logits (VGG's fc6/fc7) would be guided: build ∂y/∂A in
+            # a second backward pass over the tail, with the plain ReLU gradient.
+            with plain_gradients():
+                grads = tf.gradients(objective, activations)[0]
+            gbp = tf.gradients(objective, net_input)[0]
+        else:
+            # Nothing guided lies between A and the logits: ∂y/∂A of the single backward pass
+            # to the input is the plain gradient.
+            grads, gbp = tf.gradients(objective, [activations, net_input])
 
         sign = tf.where(counterfactual, -1.0, 1.0)
         alpha = tf.reduce_mean(sign * grads, axis=[1, 2], keepdims=True)  # [B, 1, 1, K]

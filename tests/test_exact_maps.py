@@ -177,3 +177,14 @@ def test_default_target_skips_a_background_logit():
                                           {graph.images: images, graph.labels: [-1, -1, -1]})
         assert (targets >= expected_floor).all()
         np.testing.assert_array_equal(targets, background + logits[:, background:].argmax(1))
+
+
+def test_relus_between_the_layer_and_the_logits_are_found():
+    from guided_gradcam.graph import relus_between
+
+    toy = build_explanation_graph(TOY, 3)
+    assert len(relus_between(toy.activations, toy.logits)) == 1  # the hidden dense layer's
+    for network, expected in (("vgg_16", 2), ("mobilenet_v1_075", 0), ("resnet_v1_50", 0)):
+        graph = build_explanation_graph(NETWORKS[network], 1000)
+        found = relus_between(graph.activations, graph.logits)
+        assert len(found) == expected, (network, found)
