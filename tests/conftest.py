@@ -30,3 +30,12 @@ def cat_dog_path():
 @pytest.fixture(scope="session")
 def mobilenet_075_checkpoint():
     return require(MOBILENET_075_CHECKPOINT, "run `make checkpoint` (make test does)")
+
+
+@pytest.fixture(scope="session")
+def explainer(mobilenet_075_checkpoint):
+    """The real MobileNet V1 0.75, built and restored once for every test that reads it."""
+    from guided_gradcam import GuidedGradCam
+
+    with GuidedGradCam("mobilenet_v1_075", checkpoint=str(mobilenet_075_checkpoint)) as explainer:
+        yield explainer

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from guided_gradcam import GuidedGradCam, load_photo
+from guided_gradcam import load_photo
 from guided_gradcam.explainer import Explanation
 from guided_gradcam.figures import (
     class_figure, draw_box, format_table, map_correlations, pearson, stack_figures)
@@ -20,12 +20,6 @@ SCRIPT = REPO / "scripts" / "make_figures.py"
 # Where the animals are in the 224x224 network input (../shared/README.md).
 CAT_ROWS = np.s_[112:, :]  # the cat lies across the lower half
 DOG_HEAD = np.s_[:112, 56:168]  # the dog's head and chest: upper middle
-
-
-@pytest.fixture(scope="module")
-def explainer(mobilenet_075_checkpoint):
-    with GuidedGradCam("mobilenet_v1_075", checkpoint=str(mobilenet_075_checkpoint)) as explainer:
-        yield explainer
 
 
 @pytest.fixture(scope="module")

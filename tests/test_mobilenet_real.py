@@ -4,19 +4,13 @@ import pytest
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
-from guided_gradcam import GuidedGradCam, load_photo
+from guided_gradcam import load_photo
 from guided_gradcam.networks import NETWORKS
 from models import mobilenet_v1
 
 # Keras on the same weights, centre crop + resize to 224 (../shared/README.md).
 KERAS_TOP5 = [(282, 0.490), (243, 0.349), (292, 0.056), (281, 0.040), (242, 0.032)]
 TIGER_CAT, BULL_MASTIFF = 282, 243
-
-
-@pytest.fixture(scope="module")
-def explainer(mobilenet_075_checkpoint):
-    with GuidedGradCam("mobilenet_v1_075", checkpoint=str(mobilenet_075_checkpoint)) as explainer:
-        yield explainer
 
 
 @pytest.fixture(scope="module")

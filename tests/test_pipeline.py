@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from guided_gradcam import GuidedGradCam
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.outputs import output_paths
 from guided_gradcam.pipeline import Progress, plan_jobs, run_jobs, unique_stems
@@ -48,12 +47,6 @@ def test_progress_reports_done_rate_and_time_left():
     progress = Progress(10, stream)
     progress.update(10, final=True)
     assert stream.getvalue().startswith("progress: 10/10 images, ") and "left" in stream.getvalue()
-
-
-@pytest.fixture(scope="module")
-def explainer(mobilenet_075_checkpoint):
-    with GuidedGradCam("mobilenet_v1_075", checkpoint=str(mobilenet_075_checkpoint)) as explainer:
-        yield explainer
 
 
 @pytest.fixture(scope="module")
