@@ -121,5 +121,14 @@ def main(argv):
     return 1 if failures else 0
 
 
+def _parse_flags(argv):
+    """absl's parser, with its two-line FATAL message turned into our one-line error."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        _error("%s (see --helpshort)" % error)
+        sys.exit(2)
+
+
 def run():
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -115,6 +115,9 @@ def runs(tmp_path_factory):
         "unknown_network": image + ["--network", "resnet_v9"],
         "missing_image": ["--image", base / "nope.jpg"],
         "no_image_flag": [],
+        "bad_flag_value": image + ["--batch_size", "0"],
+        "unknown_flag": ["--imag", CAT_DOG],
+        "bad_outputs": image + ["--outputs", "png,jpeg"],
     }
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         yield Runs({name: pool.submit(run_cli, args, base / name)
@@ -268,6 +271,9 @@ def test_batch_of_many_matches_a_batch_of_one(runs):
                        "MobilenetV1/Conv2d_0/weights"]),
     ("no_checkpoint", ["cannot read checkpoint", "nowhere"]),
     ("vgg_300", ["vgg_16", "224x224"]),
+    ("bad_flag_value", ["--batch_size", "not a positive integer"]),
+    ("unknown_flag", ["Unknown command line flag 'imag'"]),
+    ("bad_outputs", ["--outputs", "png,jpeg"]),
 ])
 def test_fatal_input_is_one_error_line(runs, name, expected):
     run = runs[name]
