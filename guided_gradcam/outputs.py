@@ -20,6 +20,8 @@ def render_outputs(explanation, photo, box, class_name, kinds=OUTPUT_KINDS):
     network input came from); the others are at the network input size.
     """
     images = {}
+    if "png" not in kinds and "panel" not in kinds:
+        return images  # an arrays-only run renders nothing
     gbp = rendering.gradient_to_image(explanation.gbp)
     guided = rendering.gradient_to_image(explanation.guided_gradcam)
     if "png" in kinds:
