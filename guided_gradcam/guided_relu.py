@@ -12,6 +12,8 @@ import threading
 
 import tensorflow.compat.v1 as tf
 
+from guided_gradcam import batch_norm_gradient
+
 GUIDED_RELU = "GuidedGradCamRelu"
 GUIDED_RELU6 = "GuidedGradCamRelu6"
 OVERRIDE_MAP = {"Relu": GUIDED_RELU, "Relu6": GUIDED_RELU6}
@@ -34,8 +36,11 @@ def plain_gradients():
         _state.plain = previous
 
 
+# Both gradients gate on the op's output, as TF's own ReLU gradient does (out > 0 exactly where
+# in > 0; 0 < out < 6 exactly where 0 < in < 6): with no backward op reading the pre-activation,
+# grappler may fuse the forward Conv2D + BiasAdd/BatchNorm + ReLU into one kernel.
 def _guided_relu_grad(op, grad):
-    features = op.inputs[0]
+    features = op.outputs[0]
     if _plain_mode():
         return tf.raw_ops.ReluGrad(gradients=grad, features=features)
     # Pass only where the incoming gradient and the forward input are both positive: the
@@ -44,7 +49,7 @@ def _guided_relu_grad(op, grad):
 
 
 def _guided_relu6_grad(op, grad):
-    features = op.inputs[0]
+    features = op.outputs[0]
     if _plain_mode():
         return tf.raw_ops.Relu6Grad(gradients=grad, features=features)
     # Relu6Grad's gate is 0 < input < 6: ReLU6 is flat above 6, so that gate closes too.
@@ -69,9 +74,10 @@ _register_once()
 
 @contextlib.contextmanager
 def guided_override(graph=None):
-    """Ops created in this block get guided gradients for Relu and Relu6."""
+    """Ops created in this block get guided gradients for Relu and Relu6 (and the lean
+    inference-mode BatchNorm gradient, which changes no value)."""
     graph = graph or tf.get_default_graph()
-    with graph.gradient_override_map(OVERRIDE_MAP):
+    with graph.gradient_override_map({**OVERRIDE_MAP, **batch_norm_gradient.OVERRIDE_MAP}):
         yield
 
 

@@ -1,4 +1,5 @@
 """The guided gradients, pinned by hand-computed values, and the override's coverage."""
+import functools
 import importlib
 
 import numpy as np
@@ -64,13 +65,40 @@ def test_a_misspelt_override_is_detected():
     assert guided_relu.unguided_relu_ops(graph) == ["misspelt"]
 
 
+@functools.lru_cache(maxsize=None)
+def _explanation_graph(network):
+    return build_explanation_graph(NETWORKS[network], 1001 if "mobilenet" in network else 1000)
+
+
 @pytest.mark.parametrize("network", sorted(NETWORKS))
 def test_every_relu_of_every_network_carries_the_override(network):
-    spec = NETWORKS[network]
-    explanation_graph = build_explanation_graph(spec, 1001 if "mobilenet" in network else 1000)
-    graph = explanation_graph.graph
+    graph = _explanation_graph(network).graph
     relus = [op for op in graph.get_operations() if op.type in guided_relu.OVERRIDE_MAP]
     expected = {"mobilenet_v1": 27, "mobilenet_v1_075": 27, "vgg_16": 15,
                 "resnet_v1_50": 49, "resnet_v1_101": 100}[network]
     assert len(relus) == expected
     assert guided_relu.unguided_relu_ops(graph) == []
+
+
+def _ancestors(tensors):
+    seen, frontier = set(), [t.op for t in tensors]
+    while frontier:
+        op = frontier.pop()
+        if op not in seen:
+            seen.add(op)
+            frontier.extend(t.op for t in op.inputs)
+    return seen
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_backward_pass_never_reads_a_pre_activation(network):
+    # What lets grappler fuse Conv2D + BiasAdd/BatchNorm + ReLU of the forward pass: within a
+    # run's ops, each BatchNorm and ReLU input is read by that forward op alone.
+    explanation = _explanation_graph(network)
+    run_ops = _ancestors([explanation.logits, explanation.cam, explanation.gbp,
+                          explanation.guided_gradcam])
+    forward = [op for op in run_ops if op.type in ("FusedBatchNormV3", "Relu", "Relu6")]
+    assert len(forward) > 10
+    for op in forward:
+        readers = [c.name for c in op.inputs[0].consumers() if c in run_ops]
+        assert readers == [op.name], "%s's input is read by %s" % (op.name, readers)
