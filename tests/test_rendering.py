@@ -72,6 +72,21 @@ def test_gradient_to_image_spreads_around_grey():
     assert abs(out.mean() - 128) < 3 and out.min() < 110 and out.max() > 146
 
 
+def test_gradient_to_image_is_a_standardised_grey_scale_by_hand():
+    # mean 2, std 2: z = (-1, -1, 1, 1) → 255 (0.1 z + 0.5) = 102, 102, 153, 153.
+    out = gradient_to_image(np.array([[[0.0, 0.0, 4.0, 4.0]]], np.float32))
+    np.testing.assert_array_equal(out, [[[102, 102, 153, 153]]])
+    # Far tails clip at 0 and 255.
+    tails = gradient_to_image(np.array([[[-1e3] + [0.0] * 98 + [1e3]]], np.float32))
+    assert tails[0, 0, 0] == 0 and tails[0, 0, -1] == 255
+
+
+def test_gradient_to_image_treats_non_finite_values_as_zero():
+    g = np.array([[[0.0, np.nan, 4.0, np.inf, -np.inf, 0.0, 4.0]]], np.float32)
+    expected = gradient_to_image(np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
+    np.testing.assert_array_equal(gradient_to_image(g), expected)
+
+
 # --- overlay_on_photo --------------------------------------------------------
 
 
