@@ -12,7 +12,7 @@ import threading
 
 import tensorflow.compat.v1 as tf
 
-from guided_gradcam import batch_norm_gradient
+from guided_gradcam import lean_gradients
 
 GUIDED_RELU = "GuidedGradCamRelu"
 GUIDED_RELU6 = "GuidedGradCamRelu6"
@@ -75,9 +75,9 @@ _register_once()
 @contextlib.contextmanager
 def guided_override(graph=None):
     """Ops created in this block get guided gradients for Relu and Relu6 (and the lean
-    inference-mode BatchNorm gradient, which changes no value)."""
+    BatchNorm and Conv2D gradients of `lean_gradients`, which change no value)."""
     graph = graph or tf.get_default_graph()
-    with graph.gradient_override_map({**OVERRIDE_MAP, **batch_norm_gradient.OVERRIDE_MAP}):
+    with graph.gradient_override_map({**OVERRIDE_MAP, **lean_gradients.OVERRIDE_MAP}):
         yield
 
 
