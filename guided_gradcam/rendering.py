@@ -134,6 +134,30 @@ def _font(size):
     return ImageFont.load_default(size=size)
 
 
+@functools.lru_cache(maxsize=16)
+def _panel_layout(tile_height, tile_width, titles, heading_width):
+    """(white panel with the titles drawn, tile left edges, tile top) for one panel geometry.
+
+    A folder run draws thousands of panels of one geometry: the titles and the text layout
+    are done once here, only the heading and the tiles per panel."""
+    title_font = _font(TITLE_FONT_SIZE)
+    heading_height = _text_height(_font(HEADING_FONT_SIZE)) + PANEL_GAP
+    title_height = _text_height(title_font) + PANEL_GAP // 2
+    row_width = len(titles) * tile_width + (len(titles) - 1) * PANEL_GAP
+    # Widen the panel rather than cut the heading, which names the class.
+    width = max(row_width, heading_width) + 2 * PANEL_GAP
+    height = PANEL_GAP + heading_height + title_height + tile_height + PANEL_GAP
+    template = Image.new("RGB", (width, height), PANEL_BACKGROUND)
+    draw = ImageDraw.Draw(template)
+    title_top = PANEL_GAP + heading_height
+    lefts = [(width - row_width) // 2 + i * (tile_width + PANEL_GAP) for i in range(len(titles))]
+    for title, left in zip(titles, lefts):
+        text = _fit_text(draw, title, title_font, tile_width)
+        text_x = left + (tile_width - draw.textlength(text, font=title_font)) / 2
+        draw.text((text_x, title_top), text, fill=PANEL_TEXT, font=title_font)
+    return template, lefts, title_top + title_height
+
+
 def make_panel(tiles, heading):
     """Lay tiles side by side under a heading, each with its title above it.
 
@@ -151,31 +175,14 @@ def make_panel(tiles, heading):
                 f"tile {title!r} has shape {image.shape}; all tiles must be (H, W, 3) "
                 f"of the same size {shape}"
             )
-    tile_height, tile_width = shape[:2]
     heading_font = _font(HEADING_FONT_SIZE)
-    title_font = _font(TITLE_FONT_SIZE)
-    heading_height = _text_height(heading_font) + PANEL_GAP
-    title_height = _text_height(title_font) + PANEL_GAP // 2
-
-    row_width = len(tiles) * tile_width + (len(tiles) - 1) * PANEL_GAP
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    # Widen the panel rather than cut the heading, which names the class.
-    heading_width = int(np.ceil(measure.textlength(heading, font=heading_font)))
-    width = max(row_width, heading_width) + 2 * PANEL_GAP
-    height = PANEL_GAP + heading_height + title_height + tile_height + PANEL_GAP
-
-    panel = Image.new("RGB", (width, height), PANEL_BACKGROUND)
-    draw = ImageDraw.Draw(panel)
-    draw.text((PANEL_GAP, PANEL_GAP), heading, fill=PANEL_TEXT, font=heading_font)
-    x = (width - row_width) // 2
-    title_top = PANEL_GAP + heading_height
-    tile_top = title_top + title_height
-    for (title, _), image in zip(tiles, images):
-        text = _fit_text(draw, str(title), title_font, tile_width)
-        text_x = x + (tile_width - draw.textlength(text, font=title_font)) / 2
-        draw.text((text_x, title_top), text, fill=PANEL_TEXT, font=title_font)
-        panel.paste(Image.fromarray(image.astype(np.uint8)), (x, tile_top))
-        x += tile_width + PANEL_GAP
+    heading_width = int(np.ceil(heading_font.getlength(heading)))
+    template, lefts, tile_top = _panel_layout(
+        shape[0], shape[1], tuple(str(title) for title, _ in tiles), heading_width)
+    panel = template.copy()
+    ImageDraw.Draw(panel).text((PANEL_GAP, PANEL_GAP), heading, fill=PANEL_TEXT, font=heading_font)
+    for left, image in zip(lefts, images):
+        panel.paste(Image.fromarray(image.astype(np.uint8, copy=False)), (left, tile_top))
     return np.asarray(panel)
 
 
