@@ -47,7 +47,8 @@ def _load_manifest(model_dir):
     return manifest
 
 
-def _sha256_of(path):
+def file_sha256(path):
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -82,7 +83,7 @@ def verify_sha256(model_dir, sha256_file):
         if want is None:
             raise CheckpointError(f"{sha256_file} has no sha256 entry for {name}; cannot verify {path}")
         try:
-            got = _sha256_of(path)
+            got = file_sha256(path)
         except OSError as e:
             raise CheckpointError(f"cannot read {path} ({e.strerror or e})") from None
         if got != want:

@@ -7,12 +7,12 @@ ReLU gradient inside `plain_gradients()`. That is how Grad-CAM gets the plain âˆ
 forward ops whose guided gradients give GBP: one forward pass serves both.
 """
 import contextlib
-import sys
 import threading
 
 import tensorflow.compat.v1 as tf
 
 from guided_gradcam import lean_gradients
+from guided_gradcam.gradient_registry import register_once
 
 GUIDED_RELU = "GuidedGradCamRelu"
 GUIDED_RELU6 = "GuidedGradCamRelu6"
@@ -56,20 +56,8 @@ def _guided_relu6_grad(op, grad):
     return tf.raw_ops.Relu6Grad(gradients=tf.maximum(grad, 0.0), features=features)
 
 
-def _register_once():
-    # tf.RegisterGradient raises KeyError when a name is registered twice (a second import of a
-    # reloaded module). The registered trampolines look the functions up in sys.modules, so
-    # after a reload they still run the current module's code and share its mode flag.
-    for name, fn_name in ((GUIDED_RELU, "_guided_relu_grad"), (GUIDED_RELU6, "_guided_relu6_grad")):
-        try:
-            tf.RegisterGradient(name)(
-                lambda op, grad, fn=fn_name, mod=__name__: getattr(sys.modules[mod], fn)(op, grad)
-            )
-        except KeyError:
-            pass
-
-
-_register_once()
+register_once(__name__, {GUIDED_RELU: "_guided_relu_grad",
+                         GUIDED_RELU6: "_guided_relu6_grad"})
 
 
 @contextlib.contextmanager

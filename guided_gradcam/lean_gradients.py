@@ -11,11 +11,10 @@ A Conv2D whose VALID kernel covers its whole input (VGG's fc6, 7×7×512×4096 o
 1×1 convs on 1×1 maps after it) is a fully connected layer: its gradients are one MatMul each,
 which runs 3-6x faster than Conv2DBackpropInput on that shape. Other convs keep the stock ops.
 """
-import sys
-
 import tensorflow.compat.v1 as tf
 
 from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.gradient_registry import register_once
 
 INFERENCE_BATCH_NORM = "GuidedGradCamInferenceBatchNorm"
 CONV2D = "GuidedGradCamConv2D"
@@ -72,15 +71,5 @@ def _conv2d_grad(op, grad):
                 input=x, filter_sizes=kernel_shape, out_backprop=grad, **attrs))
 
 
-def _register_once():
-    # Same reload-safe registration as guided_relu: tf.RegisterGradient refuses a second call.
-    for name, fn_name in ((INFERENCE_BATCH_NORM, "_inference_batch_norm_grad"),
-                          (CONV2D, "_conv2d_grad")):
-        try:
-            tf.RegisterGradient(name)(
-                lambda op, *grads, fn=fn_name, mod=__name__: getattr(sys.modules[mod], fn)(op, *grads))
-        except KeyError:
-            pass
-
-
-_register_once()
+register_once(__name__, {INFERENCE_BATCH_NORM: "_inference_batch_norm_grad",
+                         CONV2D: "_conv2d_grad"})

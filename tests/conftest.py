@@ -1,5 +1,6 @@
 """Shared test set-up: graph mode, and the real data that must be present (never skipped)."""
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,11 @@ def explainer(mobilenet_075_checkpoint):
 
     with GuidedGradCam("mobilenet_v1_075", checkpoint=str(mobilenet_075_checkpoint)) as explainer:
         yield explainer
+
+
+@pytest.fixture
+def closed_port_url():
+    """http://127.0.0.1:PORT where nothing listens: any download attempt fails at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return "http://127.0.0.1:%d" % probe.getsockname()[1]

@@ -172,11 +172,8 @@ def test_unsafe_member_path_is_refused(served, tmp_path):
     assert not (tmp_path / "escaped.txt").exists()
 
 
-def test_closed_port_gives_one_line_error_with_url(tmp_path):
-    with socket.socket() as probe:  # find a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/mobilenet_v1_1.0_224.tgz"
+def test_closed_port_gives_one_line_error_with_url(tmp_path, closed_port_url):
+    url = f"{closed_port_url}/mobilenet_v1_1.0_224.tgz"
     dest_dir = tmp_path / "d" / "m"
     with pytest.raises(CheckpointError) as caught:
         download_checkpoint(url, str(dest_dir), CKPT, progress=io.StringIO(), timeout=5, hint="see README")

@@ -1,6 +1,4 @@
 """Checkpoint lookup: explicit paths, the per-network folder, and the offline error."""
-import socket
-
 import pytest
 
 from guided_gradcam.checkpoints import _prefix_from_path, locate_checkpoint
@@ -8,10 +6,9 @@ from guided_gradcam.errors import CheckpointError
 from guided_gradcam.networks import MIRROR_ENV, NETWORKS
 
 
-def test_offline_download_error_names_the_url_and_the_converter(tmp_path, monkeypatch):
-    with socket.socket() as probe:  # a port nobody listens on: as offline as it gets
-        probe.bind(("127.0.0.1", 0))
-        base = "http://127.0.0.1:%d" % probe.getsockname()[1]
+def test_offline_download_error_names_the_url_and_the_converter(tmp_path, monkeypatch,
+                                                                 closed_port_url):
+    base = closed_port_url  # as offline as it gets
     monkeypatch.setenv(MIRROR_ENV, base)
     with pytest.raises(CheckpointError) as error:
         locate_checkpoint(NETWORKS["mobilenet_v1_075"], checkpoints_dir=str(tmp_path), progress=None)

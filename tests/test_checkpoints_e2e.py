@@ -9,12 +9,10 @@ like its official archive: MobileNet as a V2 checkpoint under `./` in
 plays download.tensorflow.org through GUIDED_GRADCAM_MODELS_URL.
 """
 import functools
-import hashlib
 import http.server
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
 import tarfile
@@ -26,6 +24,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from guided_gradcam.convert_tfjs import file_sha256
 from guided_gradcam.errors import CheckpointError, GuidedGradCamError
 from guided_gradcam.explainer import GuidedGradCam
 from guided_gradcam.networks import MIRROR_ENV, NETWORKS
@@ -115,20 +114,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-def _closed_port_url():
-    """A URL on which nothing listens: any download attempt fails at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return "http://127.0.0.1:%d" % port
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _one_line_error(excinfo, *needles):
@@ -205,7 +192,7 @@ def test_download_unpacks_the_archive_into_the_network_folder(name, served, down
     assert (folder / "SOURCE").read_text().strip() == url
     archive_name = spec.archive.rsplit("/", 1)[-1]
     assert (folder / (archive_name + ".sha256")).read_text() == "%s  %s\n" % (
-        _sha256(served.archives[name]), archive_name)
+        file_sha256(served.archives[name]), archive_name)
     for arcname, data in EXTRA_FILES.get(name, {}).items():
         assert (folder / arcname).read_bytes() == data
     # Only the finished per-network folders: no temporary archive or unpack folder left behind.
@@ -268,8 +255,8 @@ def test_mobilenet_background_logit_is_hidden(served, downloaded):
     np.testing.assert_allclose(sums, 1.0 - background, rtol=1e-5)
 
 
-def test_second_explainer_reuses_the_downloaded_checkpoint(served, downloaded, monkeypatch):
-    monkeypatch.setenv(MIRROR_ENV, _closed_port_url())  # any fetch would fail
+def test_second_explainer_reuses_the_downloaded_checkpoint(served, downloaded, monkeypatch, closed_port_url):
+    monkeypatch.setenv(MIRROR_ENV, closed_port_url)  # any fetch would fail
     before = len(served.requests)
     progress = io.StringIO()
     with GuidedGradCam("mobilenet_v1", checkpoints_dir=str(downloaded.dir), progress=progress) as explainer:
@@ -280,8 +267,8 @@ def test_second_explainer_reuses_the_downloaded_checkpoint(served, downloaded, m
     np.testing.assert_allclose(logits, served.logits["mobilenet_v1"][:, 1:], rtol=1e-4, atol=1e-5)
 
 
-def test_checkpoint_of_another_network_is_refused(downloaded, monkeypatch):
-    monkeypatch.setenv(MIRROR_ENV, _closed_port_url())
+def test_checkpoint_of_another_network_is_refused(downloaded, monkeypatch, closed_port_url):
+    monkeypatch.setenv(MIRROR_ENV, closed_port_url)
     resnet_50 = downloaded.results["resnet_v1_50"].checkpoint
     with pytest.raises(CheckpointError) as excinfo:
         GuidedGradCam("vgg_16", checkpoint=resnet_50, progress=None)
@@ -315,10 +302,10 @@ def test_resnet_50_weights_under_101_names_report_the_missing_units(downloaded, 
     assert "%d of its variables are missing" % (17 * 3 * 5) in message
 
 
-def test_cli_refuses_a_checkpoint_of_another_network(downloaded, tmp_path):
+def test_cli_refuses_a_checkpoint_of_another_network(downloaded, tmp_path, closed_port_url):
     output_dir = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "GUIDED_GRADCAM_TF_LOGS"}
-    env[MIRROR_ENV] = _closed_port_url()
+    env[MIRROR_ENV] = closed_port_url
     completed = subprocess.run(
         [sys.executable, "inference.py", "--network", "vgg_16",
          "--checkpoint", downloaded.results["resnet_v1_50"].checkpoint,
@@ -346,8 +333,8 @@ def test_truncated_download_leaves_nothing_behind(served, tmp_path, monkeypatch)
     assert not checkpoints_dir.exists() or list(checkpoints_dir.iterdir()) == []
 
 
-def test_resnet_explains_another_input_size(downloaded, monkeypatch):
-    monkeypatch.setenv(MIRROR_ENV, _closed_port_url())
+def test_resnet_explains_another_input_size(downloaded, monkeypatch, closed_port_url):
+    monkeypatch.setenv(MIRROR_ENV, closed_port_url)
     image = np.random.RandomState(SEED + 1).randint(0, 256, (1, 320, 256, 3)).astype(np.uint8)
     with GuidedGradCam("resnet_v1_50", checkpoints_dir=str(downloaded.dir), input_size=(320, 256),
                        progress=None) as explainer:
@@ -360,8 +347,8 @@ def test_resnet_explains_another_input_size(downloaded, monkeypatch):
     assert np.isfinite(explanation.logits).all() and np.isfinite(explanation.cam).all()
 
 
-def test_vgg_refuses_another_input_size_before_downloading(served, tmp_path, monkeypatch):
-    monkeypatch.setenv(MIRROR_ENV, _closed_port_url())
+def test_vgg_refuses_another_input_size_before_downloading(served, tmp_path, monkeypatch, closed_port_url):
+    monkeypatch.setenv(MIRROR_ENV, closed_port_url)
     checkpoints_dir = tmp_path / "checkpoints"
     before = len(served.requests)
     with pytest.raises(GuidedGradCamError) as excinfo:
