@@ -82,6 +82,7 @@ def restore(session, variables, prefix, shapes, network_name):
         raise CheckpointError(
             "checkpoint %s does not fit network %s: %d variables have other shapes, e.g. %s"
             % (prefix, network_name, len(wrong), "; ".join(wrong[:2])))
+    # Inside the graph even when the caller left eager mode on (the Python API's default in TF 2):
+    # outside it Saver would restore eagerly and fail.
     with session.graph.as_default():
-        saver = tf.train.Saver(var_list={v.op.name: v for v in variables})
-    saver.restore(session, prefix)
+        tf.train.Saver(var_list={v.op.name: v for v in variables}).restore(session, prefix)
