@@ -79,3 +79,54 @@ def test_conv2d_gradient_equals_tensorflows_own(x_shape, kernel_shape, conv_args
     for mine, theirs in zip(ours, stock):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
     assert ("Conv2DBackpropInput" not in our_ops) == fully_connected
+
+
+def _ancestor_ops(tensor):
+    seen, stack = set(), [tensor.op]
+    while stack:
+        op = stack.pop()
+        if op not in seen:
+            seen.add(op)
+            stack.extend(t.op for t in op.inputs)
+    return seen
+
+
+def _conv_batch_norm_gradients(overridden, depthwise, also_read_conv_output=False):
+    """∂/∂x and ∂/∂kernel through conv → inference BatchNorm, and the ops behind ∂/∂x."""
+    rng = np.random.default_rng(2)
+    channels = 6
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.constant(rng.normal(size=(2, 8, 7, 3)).astype(np.float32))
+        shape = (3, 3, 3, 2) if depthwise else (3, 3, 3, channels)  # depthwise: multiplier 2
+        kernel = tf.constant(rng.normal(size=shape).astype(np.float32))
+        gamma, beta, mean = (tf.constant(rng.normal(size=channels).astype(np.float32))
+                             for _ in range(3))
+        variance = tf.constant(rng.uniform(0.2, 2.0, channels).astype(np.float32))
+        with guided_override(graph) if overridden else contextlib.nullcontext():
+            conv = (tf.nn.depthwise_conv2d(x, kernel, [1, 2, 2, 1], "SAME") if depthwise
+                    else tf.nn.conv2d(x, kernel, 2, "SAME"))
+            y = tf.nn.fused_batch_norm(conv, gamma, beta, mean, variance, 1e-3,
+                                       is_training=False)[0]
+            if also_read_conv_output:  # a second path into the conv: nothing may be folded
+                y = y + conv
+        upstream = tf.constant(rng.normal(size=y.shape.as_list()).astype(np.float32))
+        grads = tf.gradients(y, [x, kernel], grad_ys=upstream)
+        activation_products = [
+            op.name for op in _ancestor_ops(grads[0])
+            if op.type == "Mul" and op.outputs[0].shape.as_list() == conv.shape.as_list()]
+        with tf.Session() as session:
+            return session.run(grads), activation_products
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+@pytest.mark.parametrize("also_read_conv_output", [False, True])
+def test_batch_norm_factor_folded_into_the_conv_filter(depthwise, also_read_conv_output):
+    (ours, our_products), (stock, _) = (
+        _conv_batch_norm_gradients(overridden, depthwise, also_read_conv_output)
+        for overridden in (True, False))
+    for mine, theirs in zip(ours, stock):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+    # Folded, the input gradient never multiplies an activation-sized tensor by the factor;
+    # with a second path into the conv, the product must stay (the gradients are summed).
+    assert bool(our_products) == also_read_conv_output, our_products
