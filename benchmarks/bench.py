@@ -13,7 +13,9 @@ import argparse
 import multiprocessing
 import os
 import platform
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -104,21 +106,54 @@ def measure_network(network, weights, batch_sizes, results):
             lambda: session.run(gradient, {images: batch}),
             lambda: explainer.explain(batch)], batch_size)
         rows.append((network, weights, batch_size, statistics.median(forward),
-                     statistics.median(floor), statistics.median(explain), min(explain)))
+                     statistics.median(floor), statistics.median(explain)))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     results.put((rows, peak_mib))
 
 
+def measure_explain_only(batch_size, results):
+    """explain-only ms/image of each repetition on the real MobileNet 0.75, for the folder rounds:
+    their runs are compared with measurements taken minutes, not an hour, apart."""
+    import numpy as np
+
+    from guided_gradcam.tf_startup import import_tensorflow_quietly
+    import_tensorflow_quietly()
+    from guided_gradcam import GuidedGradCam
+
+    with GuidedGradCam("mobilenet_v1_075", checkpoint=MOBILENET_075) as explainer:
+        batch = np.random.default_rng(0).integers(0, 256, (batch_size, 224, 224, 3), np.uint8)
+        explain, = _interleaved_times([lambda: explainer.explain(batch)], batch_size)
+    results.put(explain)
+
+
+def _in_child(target, *args):
+    """target(*args, queue) in a fresh spawned process; returns what it put on the queue."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=target, args=args + (queue,))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
+
+
 def _run_child(command):
-    """(wall seconds, peak RSS MiB) of a child process."""
+    """(wall seconds, peak RSS MiB, stderr text) of a child process."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise SystemExit("benchmark child failed: %s\n%s" % (" ".join(command), process.stderr.read().decode()))
-    return wall, usage.ru_maxrss / 1024.0
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        stderr.seek(0)
+        text = stderr.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit("benchmark child failed: %s\n%s" % (" ".join(command), text))
+    return wall, usage.ru_maxrss / 1024.0, text
+
+
+def _run_seconds(stderr):
+    """The folder run's own time, from the CLI's last progress line (start-up left out)."""
+    return float(re.findall(r"^progress: .* done in ([\d.]+) s$", stderr, re.MULTILINE)[-1])
 
 
 def _generate_photos(folder, count, seed=0):
@@ -137,18 +172,33 @@ def _generate_photos(folder, count, seed=0):
         Image.fromarray(photo).save(os.path.join(folder, "photo_%04d.jpg" % index), quality=90)
 
 
-def measure_folder(outputs, batch_size=16):
-    """{image count: (wall s, peak RSS MiB)} of CLI runs over 20 and 200 generated photos."""
+def measure_folders(kinds, rounds=3, counts=(20, 200), batch_size=16):
+    """Per round: (explain-only ms/image per repetition, {kind: {image count: (run s, peak RSS MiB)}}).
+
+    A round measures explain-only, then a CLI run over 20 and over 200 generated photos per kind.
+    The photos are generated once. Before each run the previous outputs are deleted and the page
+    cache flushed, so no run pays for writing back another's files."""
     cli = [sys.executable, "inference.py", "--checkpoint", MOBILENET_075,
-           "--batch_size", str(batch_size), "--outputs", outputs]
-    results = {}
+           "--batch_size", str(batch_size)]
     with tempfile.TemporaryDirectory() as scratch:
-        for count in (20, 200):
-            folder = os.path.join(scratch, "photos%d" % count)
+        folders = {count: os.path.join(scratch, "photos%d" % count) for count in counts}
+        for count, folder in folders.items():
             os.makedirs(folder)
             _generate_photos(folder, count)
-            results[count] = _run_child(cli + ["--image", folder, "--output_dir", folder + "_out"])
-    return results
+        output_dir = os.path.join(scratch, "out")
+        measured = []
+        for _ in range(rounds):
+            explain_only = _in_child(measure_explain_only, batch_size)
+            runs = {}
+            for outputs in kinds:
+                for count, folder in folders.items():
+                    shutil.rmtree(output_dir, ignore_errors=True)
+                    os.sync()
+                    _, rss, stderr = _run_child(cli + [
+                        "--outputs", outputs, "--image", folder, "--output_dir", output_dir])
+                    runs.setdefault(outputs, {})[count] = (_run_seconds(stderr), rss)
+            measured.append((explain_only, runs))
+    return measured
 
 
 BARE_SCRIPT = """
@@ -164,15 +214,18 @@ with tf.Session() as session:
 """
 
 
-def measure_startup(repetitions=3):
+def measure_startup(repetitions=4):
+    """Fastest wall time of each command, run in turns."""
     prefix = os.path.join(MOBILENET_075, "mobilenet_v1_0.75_224.ckpt")
     bare = [sys.executable, "-c", BARE_SCRIPT % prefix]
     with tempfile.TemporaryDirectory() as scratch:
         cli = [sys.executable, "inference.py", "--image", "images/cat.jpg", "--label", "282",
                "--checkpoint", MOBILENET_075, "--output_dir", scratch]
-        walls = {name: statistics.median(_run_child(command)[0] for _ in range(repetitions))
-                 for name, command in (("bare", bare), ("cli", cli))}
-    return walls
+        walls = {"bare": [], "cli": []}
+        for _ in range(repetitions):
+            for name, command in (("bare", bare), ("cli", cli)):
+                walls[name].append(_run_child(command)[0])
+    return {name: min(times) for name, times in walls.items()}
 
 
 def main():
@@ -185,22 +238,17 @@ def main():
     print("machine: %s, %d cores, Python %s" % (platform.machine(), os.cpu_count(), platform.python_version()))
     print("%-17s %-6s %5s %10s %10s %11s %7s %9s" % (
         "network", "weights", "batch", "(a) fwd", "(b) floor", "(c) explain", "(c)/(b)", "peak RSS"))
-    context = multiprocessing.get_context("spawn")
     explain_at_16 = None
     for network, weights in CONFIGS:
         if network not in args.networks.split(","):
             continue
         sizes = sorted(set(batch_sizes) | ({16} if network == "mobilenet_v1_075" else set()))
-        queue = context.Queue()
-        child = context.Process(target=measure_network, args=(network, weights, sizes, queue))
-        child.start()
-        rows, peak = queue.get()
-        child.join()
-        for name, kind, batch, forward, floor, explain, explain_best in rows:
+        rows, peak = _in_child(measure_network, network, weights, sizes)
+        for name, kind, batch, forward, floor, explain in rows:
             print("%-17s %-6s %5d %7.1f ms %7.1f ms %8.1f ms %7.3f %6.0f MiB" % (
                 name, kind, batch, forward, floor, explain, explain / floor, peak))
             if name == "mobilenet_v1_075" and batch == 16:
-                explain_at_16, floor_at_16, explain_best_at_16 = explain, floor, explain_best
+                explain_at_16, floor_at_16 = explain, floor
         sys.stdout.flush()
 
     if explain_at_16 is not None:
@@ -212,23 +260,31 @@ def main():
               "%.2fx faster floor for floor ((15.2 / 7.6) / ((c)/(b)), (b) = %.1f ms here)"
               % (explain_at_16, XPLIQUE_PAIR_MS / explain_at_16,
                  XPLIQUE_PAIR_MS / PEER_FLOOR_MS * floor_at_16 / explain_at_16, floor_at_16))
-        # A folder run is one long measurement, exposed to the machine's drifts: two rounds,
-        # and the best of each against explain's best repetition (the same measure both sides).
+        # A folder run is one long measurement, and this machine's drifts only ever add time:
+        # each side is its fastest of three rounds (a round: explain-only, then the folder runs).
         kinds = ("png,npz,panel", "png,npz", "npz")
-        rounds = [{outputs: measure_folder(outputs) for outputs in kinds} for _ in range(2)]
-        print("folder runs, batch 16, best of 2 rounds, against explain-only's best repetition "
-              "(%.1f ms/image):" % explain_best_at_16)
+        rounds = measure_folders(kinds)
+        explain_best = min(min(explain) for explain, _ in rounds)
+        print("folder runs, batch 16, fastest of 3 rounds, against explain-only's fastest "
+              "repetition in those rounds (%.1f ms/image):" % explain_best)
         for outputs in kinds:
-            # The difference of the 200- and 20-image runs leaves out start-up: the steady cost.
-            per_image = min(1000.0 * (r[outputs][200][0] - r[outputs][20][0]) / 180 for r in rounds)
-            rss20 = max(r[outputs][20][1] for r in rounds)
-            rss200 = max(r[outputs][200][1] for r in rounds)
+            # Each run's own time (start-up left out); the difference of the 200- and 20-image
+            # runs also leaves out the first batch's warm-up and the last writes: the steady cost.
+            fastest = {count: min(runs[outputs][count][0] for _, runs in rounds)
+                       for count in (20, 200)}
+            per_image = 1000.0 * (fastest[200] - fastest[20]) / 180
+            rounds_ratio = statistics.median(
+                1000.0 * (runs[outputs][200][0] - runs[outputs][20][0]) / 180
+                / statistics.median(explain) for explain, runs in rounds)
+            rss20 = max(runs[outputs][20][1] for _, runs in rounds)
+            rss200 = max(runs[outputs][200][1] for _, runs in rounds)
             print("  --outputs %-13s %5.1f ms/image end to end (decode, explain, render, write) = "
-                  "%.2fx explain-only; peak RSS 200 images %.0f MiB vs 20 images %.0f MiB = %.3fx"
-                  % (outputs + ":", per_image, per_image / explain_best_at_16, rss200, rss20,
-                     rss200 / rss20))
+                  "%.2fx explain-only (median round %.2fx); peak RSS 200 images %.0f MiB vs 20 "
+                  "images %.0f MiB = %.3fx" % (outputs + ":", per_image, per_image / explain_best,
+                                              rounds_ratio, rss200, rss20, rss200 / rss20))
     startup = measure_startup()
-    print("start-up: one-image CLI run %.2f s vs bare import+build+restore+forward %.2f s = %.2fx"
+    print("start-up, fastest of 4 each: one-image CLI run %.2f s vs bare import+build+restore+"
+          "forward %.2f s = %.2fx"
           % (startup["cli"], startup["bare"], startup["cli"] / startup["bare"]))
 
 

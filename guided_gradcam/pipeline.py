@@ -72,10 +72,14 @@ class Progress:
         if not final and not self.tty and now - self.last < self.interval:
             return
         self.last = now
-        rate = done / max(now - self.start, 1e-9)
-        left = (self.total - done) / rate if rate > 0 else 0.0
-        line = "progress: %d/%d images, %.1f images/s, %s left" % (
-            done, self.total, rate, time.strftime("%H:%M:%S", time.gmtime(left)))
+        elapsed = now - self.start
+        rate = done / max(elapsed, 1e-9)
+        if final:  # the whole run's time: what a benchmark of the folder path reads
+            tail = "done in %.2f s" % elapsed
+        else:
+            left = (self.total - done) / rate if rate > 0 else 0.0
+            tail = "%s left" % time.strftime("%H:%M:%S", time.gmtime(left))
+        line = "progress: %d/%d images, %.1f images/s, %s" % (done, self.total, rate, tail)
         end = "\n" if final or not self.tty else ""
         self.stream.write(("\r" + line if self.tty else line) + end)
         self.stream.flush()

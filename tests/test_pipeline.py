@@ -1,6 +1,7 @@
 """The folder pipeline: shards, resuming, output selection, and bounded writing."""
 import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -42,11 +43,14 @@ def test_skip_existing_needs_every_requested_output(tmp_path):
     assert skipped == 0
 
 
-def test_progress_reports_done_rate_and_time_left():
+def test_progress_reports_done_rate_and_time_left_then_the_total_time():
     stream = io.StringIO()
-    progress = Progress(10, stream)
+    progress = Progress(10, stream, interval=0.0)
+    progress.update(4)
     progress.update(10, final=True)
-    assert stream.getvalue().startswith("progress: 10/10 images, ") and "left" in stream.getvalue()
+    during, final = stream.getvalue().splitlines()
+    assert re.fullmatch(r"progress: 4/10 images, [\d.]+ images/s, \d\d:\d\d:\d\d left", during)
+    assert re.fullmatch(r"progress: 10/10 images, [\d.]+ images/s, done in [\d.]+ s", final)
 
 
 @pytest.fixture(scope="module")
