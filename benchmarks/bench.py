@@ -252,20 +252,12 @@ def main():
         sys.stdout.flush()
 
     if explain_at_16 is not None:
-        # The peers' numbers come from another run on this kind of machine, whose speed drifts
-        # by tens of percent: besides the plain quotient, scale their pair by the floor measured
-        # in both runs (the pair cost 15.2 / 7.6 = 2.0 floors on theirs).
-        print("\nmobilenet_v1_075, batch 16, vs xplique GradCAM + GuidedBackprop (peers: 15.2 ms/image, "
-              "their floor 7.6 ms/image):\n  explain %.1f ms/image: %.2fx faster as measured; "
-              "%.2fx faster floor for floor ((15.2 / 7.6) / ((c)/(b)), (b) = %.1f ms here)"
-              % (explain_at_16, XPLIQUE_PAIR_MS / explain_at_16,
-                 XPLIQUE_PAIR_MS / PEER_FLOOR_MS * floor_at_16 / explain_at_16, floor_at_16))
         # A folder run is one long measurement, and this machine's drifts only ever add time:
         # each side is its fastest of three rounds (a round: explain-only, then the folder runs).
         kinds = ("png,npz,panel", "png,npz", "npz")
         rounds = measure_folders(kinds)
         explain_best = min(min(explain) for explain, _ in rounds)
-        print("folder runs, batch 16, fastest of 3 rounds, against explain-only's fastest "
+        print("\nfolder runs, batch 16, fastest of 3 rounds, against explain-only's fastest "
               "repetition in those rounds (%.1f ms/image):" % explain_best)
         for outputs in kinds:
             # Each run's own time (start-up left out); the difference of the 200- and 20-image
@@ -282,6 +274,19 @@ def main():
                   "%.2fx explain-only (median round %.2fx); peak RSS 200 images %.0f MiB vs 20 "
                   "images %.0f MiB = %.3fx" % (outputs + ":", per_image, per_image / explain_best,
                                               rounds_ratio, rss200, rss20, rss200 / rss20))
+        # The peers' numbers come from another run on this kind of machine, whose speed drifts
+        # by tens of percent: besides the plain quotients (the table's explain, and explain-only
+        # in each folder round), scale their pair by the floor measured in both runs (the pair
+        # cost 15.2 / 7.6 = 2.0 floors on theirs).
+        medians = [statistics.median(explain) for explain, _ in rounds]
+        print("\nmobilenet_v1_075, batch 16, vs xplique GradCAM + GuidedBackprop (peers: 15.2 "
+              "ms/image, their floor 7.6 ms/image):\n  explain %.1f ms/image (table): %.2fx faster "
+              "as measured; %.2fx faster floor for floor ((15.2 / 7.6) / ((c)/(b)), (b) = %.1f ms "
+              "here)\n  explain-only in the folder rounds %s ms/image: %s faster as measured"
+              % (explain_at_16, XPLIQUE_PAIR_MS / explain_at_16,
+                 XPLIQUE_PAIR_MS / PEER_FLOOR_MS * floor_at_16 / explain_at_16, floor_at_16,
+                 ", ".join("%.1f" % m for m in medians),
+                 ", ".join("%.2fx" % (XPLIQUE_PAIR_MS / m) for m in medians)))
     startup = measure_startup()
     print("start-up, fastest of 4 each: one-image CLI run %.2f s vs bare import+build+restore+"
           "forward %.2f s = %.2fx"
