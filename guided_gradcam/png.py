@@ -4,8 +4,9 @@ Pillow tries five filters on every row and then deflates with zlib; on photo-siz
 that costs more than the session run per image. Here every row uses the 'Sub' filter (each byte
 minus the same channel of the pixel to its left: smooth overlays become runs, noisy gradient
 maps small numbers) and ISA-L's fastest deflate level with matches (level 1): files about as
-small as Pillow's at compress level 1, written several times faster, and smaller than
-zlib's Huffman-only strategy at a third less time. Any PNG reader decodes them.
+small as Pillow's at compress level 1, written about 5x faster, and smaller than zlib-ng's
+Huffman-only strategy with the Up filter (this module's former choice) in a quarter less time.
+Any PNG reader decodes them.
 """
 import struct
 
