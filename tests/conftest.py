@@ -17,6 +17,17 @@ CAT_DOG = SHARED / "images" / "cat_dog.jpg"
 MOBILENET_075_CHECKPOINT = REPO / "checkpoints" / "mobilenet_v1_075"
 
 
+def ancestor_ops(tensors):
+    """Every op that computing `tensors` runs (the ops a session.run of them would not prune)."""
+    seen, frontier = set(), [t.op for t in tensors]
+    while frontier:
+        op = frontier.pop()
+        if op not in seen:
+            seen.add(op)
+            frontier.extend(t.op for t in op.inputs)
+    return seen
+
+
 def require(path, how):
     """Real data is part of the test set-up: fail loudly, never skip, when it is missing."""
     assert Path(path).exists(), "%s is missing: %s" % (path, how)

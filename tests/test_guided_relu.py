@@ -5,6 +5,7 @@ import importlib
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
+from conftest import ancestor_ops
 
 from guided_gradcam import guided_relu
 from guided_gradcam.graph import build_explanation_graph
@@ -80,22 +81,12 @@ def test_every_relu_of_every_network_carries_the_override(network):
     assert guided_relu.unguided_relu_ops(graph) == []
 
 
-def _ancestors(tensors):
-    seen, frontier = set(), [t.op for t in tensors]
-    while frontier:
-        op = frontier.pop()
-        if op not in seen:
-            seen.add(op)
-            frontier.extend(t.op for t in op.inputs)
-    return seen
-
-
 @pytest.mark.parametrize("network", sorted(NETWORKS))
 def test_backward_pass_never_reads_a_pre_activation(network):
     # What lets grappler fuse Conv2D + BiasAdd/BatchNorm + ReLU of the forward pass: within a
     # run's ops, each BatchNorm and ReLU input is read by that forward op alone.
     explanation = _explanation_graph(network)
-    run_ops = _ancestors([explanation.logits, explanation.cam, explanation.gbp,
+    run_ops = ancestor_ops([explanation.logits, explanation.cam, explanation.gbp,
                           explanation.guided_gradcam])
     forward = [op for op in run_ops if op.type in ("FusedBatchNormV3", "Relu", "Relu6")]
     assert len(forward) > 10

@@ -4,6 +4,7 @@ import contextlib
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
+from conftest import ancestor_ops
 
 from guided_gradcam import lean_gradients  # noqa: F401  (registers the gradients)
 from guided_gradcam.errors import GuidedGradCamError
@@ -81,16 +82,6 @@ def test_conv2d_gradient_equals_tensorflows_own(x_shape, kernel_shape, conv_args
     assert ("Conv2DBackpropInput" not in our_ops) == fully_connected
 
 
-def _ancestor_ops(tensor):
-    seen, stack = set(), [tensor.op]
-    while stack:
-        op = stack.pop()
-        if op not in seen:
-            seen.add(op)
-            stack.extend(t.op for t in op.inputs)
-    return seen
-
-
 def _conv_batch_norm_gradients(overridden, depthwise, also_read_conv_output=False):
     """∂/∂x and ∂/∂kernel through conv → inference BatchNorm, and the ops behind ∂/∂x."""
     rng = np.random.default_rng(2)
@@ -113,7 +104,7 @@ def _conv_batch_norm_gradients(overridden, depthwise, also_read_conv_output=Fals
         upstream = tf.constant(rng.normal(size=y.shape.as_list()).astype(np.float32))
         grads = tf.gradients(y, [x, kernel], grad_ys=upstream)
         activation_products = [
-            op.name for op in _ancestor_ops(grads[0])
+            op.name for op in ancestor_ops([grads[0]])
             if op.type == "Mul" and op.outputs[0].shape.as_list() == conv.shape.as_list()]
         with tf.Session() as session:
             return session.run(grads), activation_products
