@@ -3,8 +3,10 @@ import io
 
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
+from guided_gradcam.images import load_photo
 from guided_gradcam.png import encode_png
 
 RNG = np.random.default_rng(5)
@@ -39,9 +41,6 @@ def test_bad_arrays_are_refused(bad):
 
 
 def test_a_real_photo_is_about_as_small_as_pillows_fast_png():
-    from conftest import REPO
-    from guided_gradcam.images import load_photo
-
     photo = load_photo(REPO / "images" / "cat.jpg")
     pillows = io.BytesIO()
     Image.fromarray(photo).save(pillows, "PNG", compress_level=1)
