@@ -78,8 +78,9 @@ def load_photo(path):
     try:
         with Image.open(path) as image:
             image.load()  # decode every pixel now so a truncated file fails here
-            upright = ImageOps.exif_transpose(image)
-            return np.ascontiguousarray(_to_rgb(upright))
+            # In place: without an orientation tag a copy would cost a sixth of the load.
+            ImageOps.exif_transpose(image, in_place=True)
+            return np.ascontiguousarray(_to_rgb(image))
     except Image.DecompressionBombError as exc:
         raise ImageError(
             f"image is too large to decode safely ({_one_line(exc)}): {path}"

@@ -117,6 +117,17 @@ def run_jobs(explainer, jobs, label, output_dir, batch_size=16, counterfactual=F
             error("cannot write outputs for %s: %s" % (job.path, problem))
             failures += 1
 
+    def explain_and_submit(decoded):
+        explanations = explainer.explain(
+            [item[3] for item in decoded], label, counterfactual=counterfactual)
+        for (job, photo, box, _), explanation in zip(decoded, explanations):
+            name = explainer.labels.name(explanation.label)
+            report(job, explanation, explainer.labels)
+            pending.append((job, writer.submit(
+                save_outputs, explanation, photo, box, name, output_dir, job.stem, kinds)))
+            while len(pending) > max_pending:
+                finish_oldest()
+
     with concurrent.futures.ThreadPoolExecutor(workers) as decoders, \
             concurrent.futures.ThreadPoolExecutor(workers) as writer:
         def submit(batch):
@@ -134,16 +145,9 @@ def run_jobs(explainer, jobs, label, output_dir, batch_size=16, counterfactual=F
                     failures += 1
             done += len(current) - len(decoded)
             if decoded:
-                explanations = explainer.explain(
-                    [item[3] for item in decoded], label, counterfactual=counterfactual)
-                for (job, photo, box, _), explanation in zip(decoded, explanations):
-                    name = explainer.labels.name(explanation.label)
-                    report(job, explanation, explainer.labels)
-                    pending.append((job, writer.submit(
-                        save_outputs, explanation, photo, box, name, output_dir, job.stem, kinds)))
-                    while len(pending) > max_pending:
-                        finish_oldest()
+                explain_and_submit(decoded)
                 done += len(decoded)
+            del decoded  # what is not yet written is held by the writer's queue alone
             if progress:
                 progress.update(done - len(pending))
         while pending:
