@@ -117,21 +117,21 @@ def run_jobs(explainer, jobs, label, output_dir, batch_size=16, counterfactual=F
             error("cannot write outputs for %s: %s" % (job.path, problem))
             failures += 1
 
-    def explain_and_submit(decoded):
-        explanations = explainer.explain(
-            [item[3] for item in decoded], label, counterfactual=counterfactual)
-        for (job, photo, box, _), explanation in zip(decoded, explanations):
-            name = explainer.labels.name(explanation.label)
-            report(job, explanation, explainer.labels)
-            pending.append((job, writer.submit(
-                save_outputs, explanation, photo, box, name, output_dir, job.stem, kinds)))
-            while len(pending) > max_pending:
-                finish_oldest()
-
     with concurrent.futures.ThreadPoolExecutor(workers) as decoders, \
             concurrent.futures.ThreadPoolExecutor(workers) as writer:
         def submit(batch):
             return [(job, decoders.submit(_decode, explainer, job)) for job in batch]
+
+        def explain_and_submit(decoded):
+            explanations = explainer.explain(
+                [item[3] for item in decoded], label, counterfactual=counterfactual)
+            for (job, photo, box, _), explanation in zip(decoded, explanations):
+                name = explainer.labels.name(explanation.label)
+                report(job, explanation, explainer.labels)
+                pending.append((job, writer.submit(
+                    save_outputs, explanation, photo, box, name, output_dir, job.stem, kinds)))
+                while len(pending) > max_pending:
+                    finish_oldest()
 
         ahead = submit(batches[0]) if batches else []
         for index in range(len(batches)):
