@@ -55,7 +55,23 @@ def explainer(mobilenet_075_checkpoint):
 
 @pytest.fixture
 def closed_port_url():
-    """http://127.0.0.1:PORT where nothing listens: any download attempt fails at once."""
+    """http://127.0.0.1:PORT where nothing listens: any download attempt fails at once.
+
+    The socket stays bound, never listening, for the whole test: a connection is refused, and
+    no other process can take the port meanwhile (a port closed at once is free for anyone)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return "http://127.0.0.1:%d" % probe.getsockname()[1]
+        yield "http://127.0.0.1:%d" % probe.getsockname()[1]
+
+
+@pytest.fixture
+def renames(monkeypatch):
+    """[(source, target)] of every os.replace from here on, as absolute paths; the renames
+    still happen. Atomic writing means a file appears by a rename from beside it."""
+    recorded, replace = [], os.replace
+
+    def recording(src, dst, **kwargs):
+        recorded.append((os.path.abspath(src), os.path.abspath(dst)))
+        return replace(src, dst, **kwargs)
+    monkeypatch.setattr(os, "replace", recording)
+    return recorded

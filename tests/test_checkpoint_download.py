@@ -184,6 +184,17 @@ def test_closed_port_gives_one_line_error_with_url(tmp_path, closed_port_url):
     _assert_failed_cleanly(dest_dir)
 
 
+def test_the_closed_port_stays_held_and_refuses_connections(closed_port_url):
+    # The fixture keeps the port bound for the test: a server started meanwhile (another test
+    # process, say) cannot take it and answer where the test expects a refusal.
+    port = int(closed_port_url.rsplit(":", 1)[1])
+    with socket.socket() as intruder:
+        with pytest.raises(OSError):
+            intruder.bind(("127.0.0.1", port))
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
 def test_http_404_is_a_checkpoint_error(served, tmp_path):
     dest_dir = tmp_path / "d" / "m"
     with pytest.raises(CheckpointError, match="HTTP 404"):

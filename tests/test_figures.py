@@ -1,4 +1,5 @@
 """Figure 1 on cat_dog.jpg: the class-discrimination numbers, the figures command, its helpers."""
+import json
 import os
 import re
 import subprocess
@@ -39,8 +40,12 @@ def figures_run(cat_dog_path, mobilenet_075_checkpoint, tmp_path_factory):
 
 
 def _run_script(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    # Without the test session's TF_CPP_MIN_LOG_LEVEL (conftest sets it), so that a clean
+    # stderr shows the script's own quieting of TensorFlow, as a user's shell would run it.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "GUIDED_GRADCAM_TF_LOGS")}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 # -- the claim in numbers ---------------------------------------------------------------------
@@ -94,6 +99,61 @@ def test_figures_command_prints_the_correlations_and_boxes(figures_run, explaine
         assert 80 <= left < right <= 560 and 0 <= top < bottom <= 480  # inside the crop
     dog_box = re.search(r"bull mastiff \(243\)\s+0\.349\s+\((\d+), (\d+), (\d+), (\d+)\)", out)
     assert dog_box and int(dog_box.group(4)) <= 320, "the dog's box stays in the upper part"
+
+
+# write_figures in a fresh interpreter (the script defines absl flags, which must not meet the
+# command line's in this one), with os.replace recording each rename.
+WRITE_FIGURES = """
+import importlib.util, json, os, sys
+import numpy as np
+
+renames, replace = [], os.replace
+def recording(src, dst, **kwargs):
+    renames.append((os.path.abspath(src), os.path.abspath(dst)))
+    return replace(src, dst, **kwargs)
+os.replace = recording
+
+spec = importlib.util.spec_from_file_location("make_figures", sys.argv[1])
+make_figures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(make_figures)
+from guided_gradcam.explainer import Explanation
+
+def explanation(label, counterfactual):
+    rng = np.random.default_rng(label + counterfactual)
+    cam = rng.uniform(size=(32, 32)).astype(np.float32)
+    gbp = rng.normal(size=(32, 32, 3)).astype(np.float32)
+    return Explanation(label=label, logits=np.zeros(1000, np.float32),
+                       probabilities=np.full(1000, 1e-3, np.float32), cam_lowres=cam[::8, ::8],
+                       cam=cam, gbp=gbp, guided_gradcam=gbp * cam[..., None],
+                       image=np.full((32, 32, 3), 90, np.uint8), counterfactual=counterfactual)
+
+results = [(explanation(label, False), explanation(label, True), name, (4, 4, 20, 20))
+           for label, name in ((282, "tiger cat"), (243, "bull mastiff"))]
+written = {"figures": make_figures.write_figures(results, "photo", sys.argv[2], None),
+           "gallery": make_figures.write_figures(results, "photo", None, sys.argv[3])}
+print(json.dumps({"written": written, "renames": renames}))
+"""
+
+
+def test_every_figure_file_is_written_beside_and_renamed_into_place(tmp_path):
+    folders = {"figures": tmp_path / "figures", "gallery": tmp_path / "gallery"}
+    for folder in folders.values():
+        folder.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", WRITE_FIGURES, str(SCRIPT), str(folders["figures"]),
+         str(folders["gallery"])], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    renamed = sorted(dst for _, dst in report["renames"])
+    written = []
+    for mode, folder in folders.items():
+        paths = [os.path.abspath(path) for path in report["written"][mode]]
+        assert sorted(os.listdir(folder)) == sorted(os.path.basename(p) for p in paths), mode
+        written += paths
+    assert len(report["written"]["figures"]) == 3 and len(report["written"]["gallery"]) == 1
+    assert renamed == sorted(written)
+    for src, dst in report["renames"]:
+        assert os.path.dirname(src) == os.path.dirname(dst) and src != dst
 
 
 @pytest.mark.parametrize("labels, message", [

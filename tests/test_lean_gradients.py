@@ -10,9 +10,7 @@ from guided_gradcam import lean_gradients  # noqa: F401  (registers the gradient
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.guided_relu import guided_override
 
-RNG = np.random.default_rng(0)
-X = RNG.normal(size=(2, 5, 4, 3)).astype(np.float32)
-UPSTREAM = RNG.normal(size=X.shape).astype(np.float32)
+X, UPSTREAM = np.random.default_rng(0).normal(size=(2, 2, 5, 4, 3)).astype(np.float32)
 GAMMA = np.array([1.5, -0.5, 2.0], np.float32)  # a negative scale flips the gradient's sign
 BETA = np.array([0.1, 0.2, -0.3], np.float32)
 MEAN = np.array([0.5, -1.0, 0.0], np.float32)

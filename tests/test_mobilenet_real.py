@@ -5,12 +5,18 @@ import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
 from guided_gradcam import load_photo
+from guided_gradcam.graph import build_explanation_graph
 from guided_gradcam.networks import NETWORKS
 from models import mobilenet_v1
+from test_exact_maps import bilinear_half_pixel
 
 # Keras on the same weights, centre crop + resize to 224 (../shared/README.md).
 KERAS_TOP5 = [(282, 0.490), (243, 0.349), (292, 0.056), (281, 0.040), (242, 0.032)]
 TIGER_CAT, BULL_MASTIFF = 282, 243
+# 14x14, before the stride-2 Conv2d_12: ∂y/∂A varies in space there (at Conv2d_13_pointwise,
+# the default, the average pool makes it constant), and the ReLU6s of layers 12 and 13 lie
+# between it and the logits, so the explanation graph takes its two-pass path.
+EARLIER_LAYER = "Conv2d_11_pointwise"
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +67,6 @@ def test_a_batch_equals_one_image_at_a_time(explainer, cat_dog, explained):
 
 
 def test_cam_is_the_half_pixel_bilinear_upsampling_of_cam_lowres(explained):
-    from test_exact_maps import bilinear_half_pixel
-
     for explanation in explained:
         upsampled = bilinear_half_pixel(explanation.cam_lowres, 224, 224)
         np.testing.assert_allclose(explanation.cam, upsampled / upsampled.max(), atol=1e-5)
@@ -108,11 +112,12 @@ def reference(explainer):
             with slim.arg_scope(mobilenet_v1.mobilenet_v1_arg_scope()), \
                     slim.arg_scope([slim.conv2d, slim.separable_conv2d], activation_fn=activation):
                 logits, end_points = mobilenet_v1.mobilenet_v1(net_input, 1000, depth_multiplier=0.75)
-            layer = end_points["Conv2d_13_pointwise"]
+            layer, earlier = end_points["Conv2d_13_pointwise"], end_points[EARLIER_LAYER]
             objective = tf.reduce_sum(logits[:, label])
             session = tf.Session()
             tf.train.Saver().restore(session, explainer.checkpoint)
-        tensors = (layer, tf.gradients(objective, layer)[0], tf.gradients(objective, net_input)[0])
+        tensors = dict(zip(("layer", "earlier", "layer_grad", "earlier_grad", "input_grad"),
+                           [layer, earlier] + tf.gradients(objective, [layer, earlier, net_input])))
         references[activation.__name__] = (session, images, label, tensors)
     yield references
     for session, *_ in references.values():
@@ -120,21 +125,65 @@ def reference(explainer):
 
 
 def test_maps_equal_an_independent_computation(reference, cat_dog, explained):
-    session, images, label, (layer, layer_grad, _) = reference["relu6"]
-    guided_session, g_images, g_label, (_, _, input_grad) = reference["_guided_relu6"]
+    session, images, label, tensors = reference["relu6"]
     for explanation in explained:
         activations, grads = session.run(
-            [layer, layer_grad], {images: cat_dog[None], label: explanation.label})
+            [tensors["layer"], tensors["layer_grad"]],
+            {images: cat_dog[None], label: explanation.label})
         alpha = grads.mean(axis=(1, 2), keepdims=True)
         expected_cam = np.maximum((alpha * activations).sum(-1), 0)[0]
         np.testing.assert_allclose(explanation.cam_lowres, expected_cam, rtol=1e-4,
                                    atol=1e-4 * expected_cam.max())
-        gbp = guided_session.run(input_grad, {g_images: cat_dog[None], g_label: explanation.label})[0]
-        assert np.abs(gbp).max() > 0
-        # The toolkit's forward pass runs Conv2D + BatchNorm + ReLU6 as one fused kernel (its
-        # backward pass never reads a pre-activation); the reference's does not, so the two
-        # round differently and a gate within rounding of 0 or 6 may flip. Such flips stay
-        # rare and small: no element off by 0.1% of the peak, fewer than 0.1% off by 0.01%.
-        np.testing.assert_allclose(explanation.gbp, gbp, atol=1e-3 * np.abs(gbp).max())
-        off = ~np.isclose(explanation.gbp, gbp, rtol=1e-4, atol=1e-4 * np.abs(gbp).max())
-        assert off.mean() < 1e-3, off.mean()
+        _assert_gbp_equals_the_reference(explanation.gbp, reference, cat_dog, explanation.label)
+
+
+def _assert_gbp_equals_the_reference(actual, reference, cat_dog, target):
+    guided_session, images, label, tensors = reference["_guided_relu6"]
+    gbp = guided_session.run(tensors["input_grad"], {images: cat_dog[None], label: target})[0]
+    assert np.abs(gbp).max() > 0
+    # The toolkit's forward pass runs Conv2D + BatchNorm + ReLU6 as one fused kernel (its
+    # backward pass never reads a pre-activation); the reference's does not, so the two
+    # round differently and a gate within rounding of 0 or 6 may flip. Such flips stay
+    # rare and small: no element off by 0.1% of the peak, fewer than 0.1% off by 0.01%.
+    np.testing.assert_allclose(actual, gbp, atol=1e-3 * np.abs(gbp).max())
+    off = ~np.isclose(actual, gbp, rtol=1e-4, atol=1e-4 * np.abs(gbp).max())
+    assert off.mean() < 1e-3, off.mean()
+
+
+@pytest.fixture(scope="module")
+def earlier_layer(explainer):
+    """The explanation graph of the real MobileNet at EARLIER_LAYER, restored."""
+    graph = build_explanation_graph(NETWORKS["mobilenet_v1_075"], explainer.labels.num_logits,
+                                    layer=EARLIER_LAYER)
+    with graph.graph.as_default():
+        session = tf.Session()
+        tf.train.Saver().restore(session, explainer.checkpoint)
+    yield graph, session
+    session.close()
+
+
+def test_maps_at_an_earlier_layer_equal_an_independent_computation(
+        earlier_layer, reference, cat_dog, explained):
+    graph, session = earlier_layer
+    ref_session, images, label, tensors = reference["relu6"]
+    for explanation in explained:
+        cam_lowres, cam, gbp = session.run(
+            [graph.cam_lowres, graph.cam, graph.gbp],
+            {graph.images: cat_dog[None], graph.labels: [explanation.label]})
+        activations, grads = ref_session.run(
+            [tensors["earlier"], tensors["earlier_grad"]],
+            {images: cat_dog[None], label: explanation.label})
+
+        def weighted(alpha):
+            return np.maximum((alpha * activations).sum(-1), 0)[0]
+        expected = weighted(grads.mean(axis=(1, 2), keepdims=True))
+        assert expected.shape == (14, 14) and expected.max() > 0
+        np.testing.assert_allclose(cam_lowres[0], expected, rtol=1e-4, atol=1e-4 * expected.max())
+        # The gradient varies in space here: α averaged over rows or columns only differs.
+        for axis in (1, 2):
+            one_axis = weighted(grads.mean(axis=axis, keepdims=True))
+            assert np.abs(one_axis - expected).max() > 0.05 * expected.max(), axis
+        upsampled = bilinear_half_pixel(cam_lowres[0], 224, 224)
+        np.testing.assert_allclose(cam[0], upsampled / upsampled.max(), atol=1e-5)
+        # GBP does not depend on the layer, but here it comes from the two-pass path.
+        _assert_gbp_equals_the_reference(gbp[0], reference, cat_dog, explanation.label)

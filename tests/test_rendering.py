@@ -82,9 +82,9 @@ def test_gradient_to_image_is_a_standardised_grey_scale_by_hand():
 
 
 def test_gradient_to_image_treats_non_finite_values_as_zero():
-    g = np.array([[[0.0, np.nan, 4.0, np.inf, -np.inf, 0.0, 4.0]]], np.float32)
-    expected = gradient_to_image(np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
-    np.testing.assert_array_equal(gradient_to_image(g), expected)
+    # As zeros: (0, 4, 0, 4, 0, 0, 4, 4), mean 2, std 2, z = ±1 → 102 or 153 (by hand, above).
+    g = np.array([[[np.nan, 4.0, np.inf, 4.0, -np.inf, 0.0, 4.0, 4.0]]], np.float32)
+    np.testing.assert_array_equal(gradient_to_image(g), [[[102, 153, 102, 153, 102, 102, 153, 153]]])
 
 
 # --- overlay_on_photo --------------------------------------------------------
@@ -190,3 +190,57 @@ def test_failed_save_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_png(tmp_path / "new.png", np.zeros((4, 4, 3), np.uint8))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("saver", [
+    lambda path: save_png(path, np.zeros((4, 4, 3), np.uint8)),
+    lambda path: save_npz(path, a=np.zeros(3)),
+])
+def test_the_temporary_file_lies_beside_its_target(tmp_path, renames, saver):
+    # os.replace is atomic only within one file system: a temporary file in the system's temp
+    # folder would make the rename fail (EXDEV) or need a copy that readers can see half-done.
+    target = tmp_path / "deep" / "result"
+    target.parent.mkdir()
+    saver(target)
+    assert len(renames) == 1
+    source, renamed = renames[0]
+    assert renamed == str(target)
+    assert os.path.dirname(source) == str(target.parent) and source != renamed
+    assert os.listdir(target.parent) == ["result"]
+
+
+# KeyboardInterrupt is no Exception: only a clean-up that catches BaseException removes the
+# temporary file when Ctrl-C lands in the middle of a save.
+@pytest.mark.parametrize("old", [None, b"old"])
+def test_an_interrupt_inside_a_write_leaves_no_partial_target_and_no_temp(tmp_path, monkeypatch, old):
+    target = tmp_path / "maps.npz"
+    if old is not None:
+        target.write_bytes(old)
+
+    def interrupted_savez(handle, **arrays):
+        handle.write(b"PK\x03\x04 half an npz")  # part of the file is on disk
+        raise KeyboardInterrupt
+    monkeypatch.setattr(np, "savez", interrupted_savez)
+    with pytest.raises(KeyboardInterrupt):
+        save_npz(target, a=np.zeros(3))
+    assert os.listdir(tmp_path) == ([] if old is None else ["maps.npz"])
+    if old is not None:
+        assert target.read_bytes() == old
+
+
+@pytest.mark.parametrize("old", [None, b"old"])
+def test_an_interrupt_before_the_rename_leaves_no_partial_target_and_no_temp(
+        tmp_path, monkeypatch, old):
+    target = tmp_path / "map.png"
+    if old is not None:
+        target.write_bytes(old)
+
+    def interrupted_replace(src, dst):
+        assert os.path.getsize(src) > 0  # the PNG is written, not yet in place
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        save_png(target, np.zeros((4, 4, 3), np.uint8))
+    assert os.listdir(tmp_path) == ([] if old is None else ["map.png"])
+    if old is not None:
+        assert target.read_bytes() == old
