@@ -15,14 +15,30 @@ from guided_gradcam.outputs import OUTPUT_KINDS
 from guided_gradcam.tf_startup import import_tensorflow_quietly
 
 flags.DEFINE_multi_string("image", None, "Image file, folder or glob; repeatable.")
-flags.DEFINE_string("label", None, "Class to explain: ImageNet index (0-999) or class name. "
-                    "Default: each image's top-1 class.")
+flags.DEFINE_string("label", None, "Class to explain: index or class name (ImageNet's for the "
+                    "networks; binary models: 1 = the positive logit z, 0 = -z). Default: each "
+                    "image's top-1 class (binary: the predicted side).")
 flags.DEFINE_string("network", DEFAULT_NETWORK, "One of: %s." % ", ".join(NETWORKS))
+flags.DEFINE_string("model", None, "Your own model instead of --network: a .keras or .h5 file, "
+                    "a SavedModel folder, a frozen .pb GraphDef or a TF1 .meta graph.")
+flags.DEFINE_string("signature", None, "SavedModel signature (default serving_default).")
+flags.DEFINE_string("input", None, "Graph models: the image input tensor, e.g. input:0.")
+flags.DEFINE_string("output", None, "The scores tensor (e.g. logits/BiasAdd) or SavedModel "
+                    "output key. Default: the model's only output.")
+flags.DEFINE_multi_string("feed", None, "NAME=VALUE for another placeholder of a graph model, "
+                          "e.g. is_training=false; repeatable.")
+flags.DEFINE_string("preprocess", None, "Pixels (0..255) to model input: raw, unit (/255), "
+                    "inception ([-1, 1]), vgg (minus ImageNet means), torch (ImageNet mean/std)."
+                    " Default: the network's own; raw for --model.")
+flags.DEFINE_string("labels_file", None, "Class names, one per line ('imagenet' for ImageNet's "
+                    "1000). Default for --model: class 0, class 1, ...")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, file or folder. Default: "
-                    "checkpoints/<network>/, else the official archive is downloaded.")
+                    "checkpoints/<network>/, else the official archive is downloaded; for a "
+                    ".meta model, the prefix beside it.")
 flags.DEFINE_string("checkpoints_dir", "checkpoints", "Where per-network checkpoints live.")
-flags.DEFINE_string("layer", None, "Grad-CAM layer (end point). Default: the network's last "
-                    "conv layer; an unknown name lists the valid ones.")
+flags.DEFINE_string("layer", None, "Grad-CAM layer: an end point, a Keras layer name (also in "
+                    "nested models) or a tensor/op name. Default: the last conv layer; an unknown "
+                    "name lists the valid ones.")
 flags.DEFINE_string("output_dir", "output", "Where the PNGs and .npz files are written.")
 flags.DEFINE_string("input_size", None, "Network input size as HxW or N (square). Default: the "
                     "network's own (224). Not for vgg_16, whose fc layers need 224x224.")
@@ -67,10 +83,34 @@ def parse_outputs(text):
     return kinds
 
 
-def _print_top5(job, explanation, labels):
+def _print_result(job, explanation, labels):
+    mode = "counterfactual " if explanation.counterfactual else ""
+    if explanation.task == "regression":
+        print("%s: y = %.6g; explained %s%s" % (job.path, explanation.value, mode,
+                                                "-y" if explanation.counterfactual else "y"),
+              flush=True)
+        return
     top5 = ", ".join("%s (%d) %.3f" % (labels.name(i), i, p) for i, p in explanation.top_k(5))
-    print("%s: top-5: %s; explained %s (%d)"
-          % (job.path, top5, labels.name(explanation.label), explanation.label), flush=True)
+    print("%s: %s: %s; explained %s%s (%d)"
+          % (job.path, "top-5" if explanation.task == "classification" else "p", top5, mode,
+             labels.name(explanation.label), explanation.label), flush=True)
+
+
+def _print_run_header(explainer):
+    """Once per run: what the model is, how pixels reach it, what GBP does not guide."""
+    source = explainer.source
+    print("model: %s (%s, %d score%s), input %dx%dx%d, preprocessing %s: %s; Grad-CAM layer %s"
+          % (source.name, explainer.task, explainer.num_scores,
+             "s" if explainer.num_scores > 1 else "", *explainer.input_size, explainer.channels,
+             source.preprocessing.name, source.preprocessing.description, explainer.layer),
+          flush=True)
+    if explainer.unguided_activations:
+        print("guided backprop passes these activations with their ordinary gradient (it is "
+              "defined for ReLU): %s" % describe(explainer.unguided_activations), flush=True)
+
+
+def _feeds(texts):
+    return dict(parse_feed(text) for text in texts or ())
 
 
 def main(argv):
@@ -85,11 +125,20 @@ def main(argv):
         from guided_gradcam.labels import LabelSpace
         from guided_gradcam.networks import get_network
         from guided_gradcam.pipeline import Progress, plan_jobs, run_jobs
+        from guided_gradcam.preprocessing import get_preprocessing
+        from guided_gradcam.tensor_names import parse_feed
 
         input_size = parse_input_size(FLAGS.input_size)
-        get_network(FLAGS.network).check_input_size(input_size)  # fail fast, before TF loads
         kinds = parse_outputs(FLAGS.outputs)
-        label = LabelSpace(1000).resolve(FLAGS.label) if FLAGS.label is not None else None
+        feeds = _feeds(FLAGS.feed)
+        if FLAGS.preprocess is not None:
+            get_preprocessing(FLAGS.preprocess)
+        label = FLAGS.label
+        if FLAGS.model is None:  # fail fast, before TF loads
+            get_network(FLAGS.network).check_input_size(input_size)
+            label = LabelSpace(1000).resolve(label) if label is not None else None
+        elif FLAGS["network"].present:
+            raise GuidedGradCamError("pass --network or --model, not both")
         paths, missing = collect_image_paths(FLAGS.image)
         for message in missing:
             _error(message)
@@ -100,14 +149,21 @@ def main(argv):
         if not jobs:
             return 1 if missing or not paths else 0
         import_tensorflow_quietly()
+        from guided_gradcam.activations import describe
         from guided_gradcam.explainer import GuidedGradCam
 
-        with GuidedGradCam(FLAGS.network, FLAGS.checkpoint, FLAGS.layer,
-                           checkpoints_dir=FLAGS.checkpoints_dir,
-                           input_size=input_size) as explainer:
+        with GuidedGradCam(FLAGS.model or FLAGS.network, FLAGS.checkpoint, FLAGS.layer,
+                           checkpoints_dir=FLAGS.checkpoints_dir, input_size=input_size,
+                           input=FLAGS.input, output=FLAGS.output, feeds=feeds,
+                           signature=FLAGS.signature, preprocess=FLAGS.preprocess,
+                           labels_file=FLAGS.labels_file) as explainer:
+            if label is not None:
+                label = explainer.labels.resolve(label)
+            if FLAGS.model is not None:
+                _print_run_header(explainer)
             failures = run_jobs(
                 explainer, jobs, label, FLAGS.output_dir, FLAGS.batch_size,
-                FLAGS.counterfactual, kinds, report=_print_top5, error=_error,
+                FLAGS.counterfactual, kinds, report=_print_result, error=_error,
                 progress=Progress(len(jobs)) if len(jobs) > 1 else None)
     except GuidedGradCamError as error:
         _error(error)

@@ -11,3 +11,9 @@ class ImageError(GuidedGradCamError):
 
 class CheckpointError(GuidedGradCamError):
     """A checkpoint that is missing, cannot be fetched, or does not fit the network."""
+
+
+def first_line(error):
+    """The first line of an exception's message (TF's are long), or its type's name."""
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -11,35 +11,48 @@ import sys
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from guided_gradcam import checkpoints
-from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam import checkpoints, heads
+from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.graph import PREDICTED_CLASS, build_explanation_graph
 from guided_gradcam.images import fit_to_network
-from guided_gradcam.labels import LabelSpace
-from guided_gradcam.networks import DEFAULT_NETWORK, get_network
+from guided_gradcam.labels import LabelSpace, read_labels_file
+from guided_gradcam.networks import DEFAULT_NETWORK
+from guided_gradcam.sources import open_source
 
 
 @dataclasses.dataclass
 class Explanation:
-    """Every map of one image; class indices are ImageNet's 0..999."""
-    label: int  # the explained class
-    logits: np.ndarray  # float32 (1000,), pre-softmax
-    probabilities: np.ndarray  # float32 (1000,)
+    """Every map of one image; class indices are the model's (ImageNet's 0..999 for 1001-logit
+    checkpoints, whose background logit is left out)."""
+    label: int  # the explained class (binary: 1 explains z, 0 explains −z; regression: 0)
+    logits: np.ndarray  # float32 (C,): the raw scores, before softmax / sigmoid
+    probabilities: np.ndarray  # float32: softmax (C,), binary (2,), multi-label σ (C,); None
+    #                            for regression
     cam_lowres: np.ndarray  # float32 (h, w) at the layer's resolution, after ReLU, unnormalised
     cam: np.ndarray  # float32 (H, W) at the network input size, in [0, 1]
     gbp: np.ndarray  # float32 (H, W, 3): guided backprop w.r.t. the preprocessed input
     guided_gradcam: np.ndarray  # float32 (H, W, 3): gbp * cam
-    image: np.ndarray  # uint8 (H, W, 3): the network input (photo after crop and resize)
+    image: np.ndarray  # uint8 (H, W, C): the network input (photo after crop and resize)
     counterfactual: bool = False
+    task: str = heads.CLASSIFICATION  # classification, binary, multilabel or regression
 
     def __repr__(self):
-        return "Explanation(label=%d, p=%.3f, cam_lowres=%s, cam=%s%s)" % (
-            self.label, self.probabilities[self.label], self.cam_lowres.shape, self.cam.shape,
+        score = ("y=%.4g" % self.value if self.task == heads.REGRESSION
+                 else "p=%.3f" % self.probabilities[self.label])
+        return "Explanation(%s, label=%d, %s, cam_lowres=%s, cam=%s%s)" % (
+            self.task, self.label, score, self.cam_lowres.shape, self.cam.shape,
             ", counterfactual" if self.counterfactual else "")
+
+    @property
+    def value(self):
+        """A regression model's output y."""
+        return float(self.logits[0])
 
     def top_k(self, k=5):
         """[(class index, probability)] of the k most probable classes."""
-        order = np.argsort(-self.probabilities)[:k]
+        if self.probabilities is None:
+            raise GuidedGradCamError("a regression model has no classes: see .value")
+        order = np.argsort(-self.probabilities, kind="stable")[:k]
         return [(int(i), float(self.probabilities[i])) for i in order]
 
     def arrays(self):
@@ -48,6 +61,7 @@ class Explanation:
             "logits": self.logits, "label": np.int64(self.label),
             "cam_lowres": self.cam_lowres, "cam": self.cam, "gbp": self.gbp,
             "guided_gradcam": self.guided_gradcam, "image": self.image,
+            "task": np.str_(self.task),
         }
 
 
@@ -64,64 +78,110 @@ def softmax(logits):
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-class GuidedGradCam:
-    """Grad-CAM, Guided Backprop and Guided Grad-CAM for one TF-Slim network and checkpoint."""
+def sigmoid(scores):
+    return 0.5 * (1.0 + np.tanh(0.5 * scores))  # no overflow for large |z|
 
-    def __init__(self, network=DEFAULT_NETWORK, checkpoint=None, layer=None,
+
+def probabilities_of(task, scores, offset=0):
+    """[B, K] probabilities per explainable class, from the raw scores [B, C]."""
+    if task == heads.CLASSIFICATION:
+        return softmax(scores)[:, offset:]  # a background logit keeps its share
+    if task == heads.BINARY:
+        positive = sigmoid(scores)
+        return np.concatenate([1.0 - positive, positive], axis=1)
+    if task == heads.MULTILABEL:
+        return sigmoid(scores)
+    return None
+
+
+class GuidedGradCam:
+    """Grad-CAM, Guided Backprop and Guided Grad-CAM for one model.
+
+    model: a TF-Slim network name (see `NETWORKS`); a path to a `.keras` / `.h5` file, a
+    SavedModel folder, a frozen `.pb` GraphDef or a TF1 `.meta` graph; an in-memory Keras model;
+    or a `sources.base.ModelSource`. input / output / feeds name tensors of graph formats
+    (feeds: {placeholder name: value}); preprocess: a `preprocessing.PREPROCESSINGS` name
+    (default: the network's own, 'raw' for models); labels_file: one class name per line, or
+    'imagenet'.
+    """
+
+    def __init__(self, model=DEFAULT_NETWORK, checkpoint=None, layer=None,
                  checkpoints_dir=checkpoints.DEFAULT_CHECKPOINTS_DIR, download=True,
-                 input_size=None, progress=sys.stderr):
-        self.spec = get_network(network)
-        input_size = self.spec.check_input_size(input_size)  # before any download
-        prefix = checkpoints.locate_checkpoint(
-            self.spec, checkpoint, checkpoints_dir, download=download, progress=progress)
-        shapes = checkpoints.variable_shapes(prefix)
-        self.labels = LabelSpace(checkpoints.count_logits(self.spec, shapes, prefix))
-        self.checkpoint = prefix
-        self._graph = build_explanation_graph(
-            self.spec, self.labels.num_logits, layer, input_size, self.labels.offset)
-        self.layer = self._graph.layer
-        self.layer_names = self._graph.layer_names
-        self.input_size = tuple(self._graph.images.shape.as_list()[1:3])
-        self._session = tf.Session(graph=self._graph.graph, config=session_config())
-        with self._graph.graph.as_default():
-            variables = tf.global_variables()
-        checkpoints.restore(self._session, variables, prefix, shapes, self.spec.name)
-        self._graph.graph.finalize()  # nothing may add ops per batch
+                 input_size=None, progress=sys.stderr, *, input=None, output=None, feeds=None,
+                 signature=None, preprocess=None, labels_file=None):
+        self.source = open_source(
+            model, checkpoint=checkpoint, checkpoints_dir=checkpoints_dir, download=download,
+            progress=progress, input=input, output=output, feeds=feeds, signature=signature,
+            preprocess=preprocess, input_size=input_size)
+        self._graph = build_explanation_graph(self.source, layer, input_size)
+        g = self._graph
+        self.task = g.head.task
+        num_scores = g.head.scores.shape[-1]
+        explainable = g.head.explained.shape[-1]
+        names = self.source.class_names
+        if labels_file is not None:
+            names = read_labels_file(labels_file, explainable - g.model.background_logits)
+        if g.head.task == heads.REGRESSION:
+            names = names or ("value",)
+        self.labels = LabelSpace(explainable, names, g.model.background_logits)
+        self.num_scores = num_scores
+        self.checkpoint = getattr(self.source, "checkpoint", None)
+        self.layer = g.layer
+        self.layer_names = g.layer_names
+        self.unguided_activations = dict(g.unguided)  # {activation: count} GBP passes as is
+        self.input_size = tuple(g.images.shape.as_list()[1:3])
+        self.channels = g.images.shape.as_list()[3]
+        self._session = tf.Session(graph=g.graph, config=session_config())
+        g.model.restore(self._session)
+        g.graph.finalize()  # nothing may add ops per batch
+
+    @property
+    def spec(self):
+        """The TF-Slim NetworkSpec (slim networks only)."""
+        return getattr(self.source, "spec", None)
 
     # -- running ------------------------------------------------------------------------------
     def explain(self, images, labels=None, counterfactual=False):
-        """Explains a batch of network inputs (uint8 (B, H, W, 3)) in one session run.
+        """Explains a batch of network inputs (uint8 (B, H, W, C)) in one session run.
 
         labels: None (each image's top-1 class), one label for all images, or one per image
-        (None entries mean top-1). A label is an ImageNet index or a class name.
+        (None entries mean top-1). A label is a class index or a class name.
         """
         images = np.asarray(images, dtype=np.uint8)
-        if images.ndim != 4 or images.shape[1:] != self.input_size + (3,):
+        expected = self.input_size + (self.channels,)
+        if images.ndim == 3 and self.channels == 1 and images.shape[1:] == self.input_size:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[1:] != expected:
             raise GuidedGradCamError(
-                "images must be uint8 (B, %d, %d, 3); got shape %s"
-                % (self.input_size + (images.shape,)))
-        feed = {
-            self._graph.images: images,
-            self._graph.labels: self._logit_indices(labels, len(images)),
-            self._graph.counterfactual: bool(counterfactual),
-        }
+                "images must be uint8 (B, %d, %d, %d); got shape %s"
+                % (expected + (images.shape,)))
         g = self._graph
-        targets, logits, cam_lowres, cam, gbp, guided = self._session.run(
-            [g.targets, g.logits, g.cam_lowres, g.cam, g.gbp, g.guided_gradcam], feed)
+        feed = {
+            g.images: images,
+            g.labels: self._logit_indices(labels, len(images)),
+            g.counterfactual: bool(counterfactual),
+            **g.model.feeds,
+        }
+        try:
+            targets, scores, cam_lowres, cam, gbp, guided = self._session.run(
+                [g.targets, g.logits, g.cam_lowres, g.cam, g.gbp, g.guided_gradcam], feed)
+        except tf.errors.OpError as error:
+            raise GuidedGradCamError("the model failed to run: %s" % first_line(error)) from None
         offset = self.labels.offset
-        probabilities = softmax(logits)[:, offset:]  # background (if any) keeps its share
+        probabilities = probabilities_of(self.task, scores, offset)
         return [
             Explanation(
-                label=int(targets[b]) - offset, logits=logits[b, offset:],
-                probabilities=probabilities[b], cam_lowres=cam_lowres[b], cam=cam[b],
-                gbp=gbp[b], guided_gradcam=guided[b], image=images[b],
-                counterfactual=bool(counterfactual))
+                label=int(targets[b]) - offset, logits=scores[b, offset:],
+                probabilities=None if probabilities is None else probabilities[b],
+                cam_lowres=cam_lowres[b], cam=cam[b], gbp=gbp[b], guided_gradcam=guided[b],
+                image=images[b], counterfactual=bool(counterfactual), task=self.task)
             for b in range(len(images))
         ]
 
     def fit(self, photo):
-        """(network input, crop box): the photo centre-cropped to the input's aspect, resized."""
-        return fit_to_network(photo, *self.input_size)
+        """(network input, crop box): the photo centre-cropped to the input's aspect, resized;
+        gray (H, W, 1) for a 1-channel model."""
+        return fit_to_network(photo, *self.input_size, channels=self.channels)
 
     def explain_photos(self, photos, labels=None, counterfactual=False):
         """Like `explain`, for photos of any size (uint8 (H, W, 3) each)."""

@@ -1,5 +1,6 @@
 """The explanation graph: one forward pass, the plain gradient for Grad-CAM and the guided one
-for GBP, fused in-graph so a single `session.run` returns every map of a batch.
+for GBP, fused in-graph so a single `session.run` returns every map of a batch. It knows no
+model format: a `ModelSource` places the model's ops, `heads` finds y^c.
 
 The network's ops are created under the GuidedRelu override. GBP's ∂y^c/∂x is guided. Grad-CAM's
 ∂y^c/∂A must be the plain gradient: where ReLUs lie between A and the logits (VGG's fc6/fc7), it
@@ -12,8 +13,13 @@ import dataclasses
 import tensorflow.compat.v1 as tf
 
 from guided_gradcam import tf_compat  # noqa: F401  (slim.batch_norm; quiets tf-slim's warning)
+from guided_gradcam import activations as activations_report
 from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.graph_paths import ancestor_ops, ops_between
 from guided_gradcam.guided_relu import OVERRIDE_MAP, guided_override, plain_gradients
+from guided_gradcam.heads import Head, find_head
+from guided_gradcam.sources.base import PlacedModel
+from guided_gradcam.tensor_names import select_layer
 
 PREDICTED_CLASS = -1  # a label of -1 explains the image's top-1 logit
 
@@ -21,75 +27,62 @@ PREDICTED_CLASS = -1  # a label of -1 explains the image's top-1 logit
 @dataclasses.dataclass
 class ExplanationGraph:
     graph: tf.Graph
-    images: tf.Tensor  # uint8 [B, H, W, 3] placeholder: fitted RGB photos
-    labels: tf.Tensor  # int32 [B] placeholder: logit index per image, or PREDICTED_CLASS
+    images: tf.Tensor  # uint8 [B, H, W, C] placeholder: fitted photos (RGB, or gray for C = 1)
+    labels: tf.Tensor  # int32 [B] placeholder: explained column per image, or PREDICTED_CLASS
     counterfactual: tf.Tensor  # bool scalar, default False: explain -∂y^c/∂A instead
-    targets: tf.Tensor  # int32 [B]: the logit index explained per image
-    logits: tf.Tensor  # [B, num_logits]
+    targets: tf.Tensor  # int32 [B]: the column of `head.explained` explained per image
+    logits: tf.Tensor  # [B, C]: the model's raw scores (pre-softmax/sigmoid), `head.scores`
     activations: tf.Tensor  # [B, h, w, K]: A, the Grad-CAM layer's output
     cam_lowres: tf.Tensor  # [B, h, w]: ReLU(Σ_k α_k A^k), unnormalised
     cam: tf.Tensor  # [B, H, W]: cam_lowres upsampled bilinearly, divided by its max
-    gbp: tf.Tensor  # [B, H, W, 3]: guided ∂y^c/∂(preprocessed input)
-    guided_gradcam: tf.Tensor  # [B, H, W, 3]: gbp ⊙ cam
+    gbp: tf.Tensor  # [B, H, W, C]: guided ∂y^c/∂(preprocessed input)
+    guided_gradcam: tf.Tensor  # [B, H, W, C]: gbp ⊙ cam
     layer: str
-    layer_names: tuple  # every end point usable as the Grad-CAM layer
+    layer_names: tuple  # every named layer usable as the Grad-CAM layer
+    head: Head
+    model: PlacedModel  # feeds, restore
+    unguided: dict  # {activation: count}: what GBP passes with its ordinary gradient
 
 
 def relus_between(start, end):
     """The Relu/Relu6 ops on a path from tensor `start` to tensor `end`."""
-    downstream, frontier = set(), [start.op]
-    while frontier:
-        op = frontier.pop()
-        for output in op.outputs:
-            for consumer in output.consumers():
-                if consumer not in downstream:
-                    downstream.add(consumer)
-                    frontier.append(consumer)
-    upstream, frontier = set(), [end.op]
-    while frontier:
-        op = frontier.pop()
-        for tensor in op.inputs:
-            if tensor.op not in upstream:
-                upstream.add(tensor.op)
-                frontier.append(tensor.op)
-    between = (downstream & upstream) | {end.op}
-    return sorted(op.name for op in between if op.type in OVERRIDE_MAP)
+    return sorted(op.name for op in ops_between(start, end) if op.type in OVERRIDE_MAP)
 
 
-def build_explanation_graph(spec, num_logits, layer=None, input_size=None, background_logits=0):
-    """Builds `spec`'s network and its explanation tensors in a new graph.
+def build_explanation_graph(source, layer=None, input_size=None):
+    """Places `source`'s model (a `sources.base.ModelSource`) in a new graph under the guided
+    override and builds every map of the paper on top of it.
 
-    background_logits: leading logits that are never a predicted class (1 for the official
-    1001-class slim checkpoints, whose logit 0 is "background").
+    layer: a layer name, tensor or op name; None → the source's default layer.
+    input_size: (height, width) where the model allows another size than its own.
     """
-    height, width = spec.check_input_size(input_size)
+    height, width, channels = source.check_input_size(input_size)
     graph = tf.Graph()
     with graph.as_default():
-        images = tf.placeholder(tf.uint8, [None, height, width, 3], name="images")
+        images = tf.placeholder(tf.uint8, [None, height, width, channels], name="images")
         labels = tf.placeholder(tf.int32, [None], name="labels")
         counterfactual = tf.placeholder_with_default(False, [], name="counterfactual")
 
-        net_input = tf.identity(spec.preprocess(tf.cast(images, tf.float32)), name="net_input")
+        net_input = tf.identity(source.preprocessing(tf.cast(images, tf.float32)),
+                                name="net_input")
         with guided_override(graph):
-            logits, end_points = spec.build(net_input, num_logits)
+            model = source.place(net_input)
+        head = find_head(model.output)
+        layer, activations = select_layer(model, graph, layer)
+        path = ops_between(net_input, head.scores)
+        unguided = {**activations_report.ordinary_activations(path),
+                    **activations_report.unguide_non_activation_relus(path)}
 
-        layer_names = tuple(name for name, t in end_points.items() if t.shape.ndims == 4)
-        layer = layer or spec.default_layer
-        if layer not in layer_names:
-            raise GuidedGradCamError(
-                "unknown layer %r for %s; valid layers: %s"
-                % (layer, spec.name, ", ".join(layer_names)))
-        activations = end_points[layer]
-
-        predicted = background_logits + tf.argmax(
-            logits[:, background_logits:], axis=1, output_type=tf.int32)
+        explained = head.explained
+        background = model.background_logits
+        predicted = background + tf.argmax(
+            explained[:, background:], axis=1, output_type=tf.int32)
         targets = tf.where(labels >= 0, labels, predicted, name="targets")
         # Images of a batch are independent at inference (BatchNorm uses moving statistics), so
         # the gradient of Σ_b y_b^{c_b} w.r.t. image b is ∂y_b^{c_b}/∂x_b: one backward pass.
-        target_logits = tf.gather(logits, targets, axis=1, batch_dims=1)
-        objective = tf.reduce_sum(target_logits)
-
-        if relus_between(activations, logits):
+        target_scores = tf.gather(explained, targets, axis=1, batch_dims=1)
+        objective = tf.reduce_sum(target_scores)
+        if relus_between(activations, head.scores):
             # ReLUs between A and the logits (VGG's fc6/fc7) would be guided: build ∂y/∂A in
             # a second backward pass over the tail, with the plain ReLU gradient.
             with plain_gradients():
@@ -99,6 +92,10 @@ def build_explanation_graph(spec, num_logits, layer=None, input_size=None, backg
             # Nothing guided lies between A and the logits: ∂y/∂A of the single backward pass
             # to the input is the plain gradient.
             grads, gbp = tf.gradients(objective, [activations, net_input])
+        if grads is None or gbp is None:
+            raise GuidedGradCamError(
+                "the output does not depend on %s" % ("layer %r" % layer if grads is None
+                                                      else "the input"))
 
         sign = tf.where(counterfactual, -1.0, 1.0)
         alpha = tf.reduce_mean(sign * grads, axis=[1, 2], keepdims=True)  # [B, 1, 1, K]
@@ -113,8 +110,23 @@ def build_explanation_graph(spec, num_logits, layer=None, input_size=None, backg
         cam = tf.math.divide_no_nan(upsampled, peak)  # an all-zero map stays zero, never NaN
         guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")
         cam = tf.squeeze(cam, 3, name="cam")
+        _check_all_placeholders_fed(
+            [targets, head.scores, cam_lowres, cam, gbp, guided_gradcam],
+            {images.op, labels.op, counterfactual.op}, model.feeds, model.scope)
 
     return ExplanationGraph(
         graph=graph, images=images, labels=labels, counterfactual=counterfactual,
-        targets=targets, logits=logits, activations=activations, cam_lowres=cam_lowres,
-        cam=cam, gbp=gbp, guided_gradcam=guided_gradcam, layer=layer, layer_names=layer_names)
+        targets=targets, logits=head.scores, activations=activations, cam_lowres=cam_lowres,
+        cam=cam, gbp=gbp, guided_gradcam=guided_gradcam, layer=layer,
+        layer_names=tuple(model.layers), head=head, model=model, unguided=unguided)
+
+
+def _check_all_placeholders_fed(fetches, ours, feeds, scope):
+    fed = {getattr(tensor, "op", None) for tensor in feeds}
+    unfed = sorted(op.name[len(scope):] if op.name.startswith(scope) else op.name
+                   for op in ancestor_ops(fetches)
+                   if op.type == "Placeholder" and op not in ours and op not in fed)
+    if unfed:
+        raise GuidedGradCamError(
+            "the model needs placeholders that nothing feeds: %s; pass --feed NAME=VALUE"
+            % ", ".join(unfed))

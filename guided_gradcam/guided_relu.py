@@ -60,12 +60,19 @@ register_once(__name__, {GUIDED_RELU: "_guided_relu_grad",
                          GUIDED_RELU6: "_guided_relu6_grad"})
 
 
+# An imported swish/silu is IdentityN(x·σ(x), x) tagged with the CustomGradient-N of the graph
+# it was traced in, which this graph does not know: tf.gradients would fail on it. IdentityN's
+# stock gradient instead differentiates through the explicit Mul and Sigmoid: the same value.
+IMPORTED_CUSTOM_GRADIENTS = {"IdentityN": "IdentityN"}
+
+
 @contextlib.contextmanager
 def guided_override(graph=None):
     """Ops created in this block get guided gradients for Relu and Relu6 (and the lean
     BatchNorm and Conv2D gradients of `lean_gradients`, which change no value)."""
     graph = graph or tf.get_default_graph()
-    with graph.gradient_override_map({**OVERRIDE_MAP, **lean_gradients.OVERRIDE_MAP}):
+    with graph.gradient_override_map(
+            {**OVERRIDE_MAP, **lean_gradients.OVERRIDE_MAP, **IMPORTED_CUSTOM_GRADIENTS}):
         yield
 
 

@@ -119,11 +119,11 @@ def crop_box(photo_width, photo_height, target_height, target_width):
     return left, top, left + box_width, top + box_height
 
 
-def fit_to_network(photo, target_height, target_width):
+def fit_to_network(photo, target_height, target_width, channels=3):
     """Centre crop to the network's aspect ratio, then resize to its input size.
 
     Returns (network_input, box): network_input is uint8 (target_height,
-    target_width, 3); box = (left, top, right, bottom) is the cropped region
+    target_width, channels), gray (PIL's 'L', ITU-R 601 luma) for channels=1; box = (left, top, right, bottom) is the cropped region
     in photo pixels, which is what overlays are mapped back onto over the
     whole photo. The filter is the module constant RESAMPLE.
     """
@@ -137,6 +137,8 @@ def fit_to_network(photo, target_height, target_width):
     # Crop first: resize(box=...) would let the filter reach pixels outside the box.
     cropped = Image.fromarray(photo).crop(box)
     resized = cropped.resize((int(target_width), int(target_height)), resample=RESAMPLE)
+    if channels == 1:
+        return np.asarray(resized.convert("L"), dtype=np.uint8)[..., None], box
     return np.asarray(resized, dtype=np.uint8), box
 
 

@@ -26,54 +26,78 @@ def short_name(index):
     return imagenet_class_names()[index].split(",")[0].strip()
 
 
-class LabelSpace:
-    """The classes of one checkpoint's logits, indexed in ImageNet's 1000-class space."""
+def read_labels_file(path, num_classes):
+    """Class names from a file with one name per line ('imagenet': ImageNet's 1000 names)."""
+    if path == "imagenet":
+        names = imagenet_class_names()
+    else:
+        try:
+            with open(path, encoding="utf-8") as f:
+                names = tuple(line.strip() for line in f.read().splitlines() if line.strip())
+        except (OSError, UnicodeDecodeError) as error:
+            raise GuidedGradCamError("cannot read labels file %s: %s" % (
+                path, getattr(error, "strerror", None) or error)) from None
+    if len(names) != num_classes:
+        raise GuidedGradCamError("labels file %s has %d names; the model has %d classes"
+                                 % (path, len(names), num_classes))
+    return names
 
-    def __init__(self, num_logits):
-        if num_logits not in (NUM_IMAGENET_CLASSES, NUM_IMAGENET_CLASSES + 1):
-            raise GuidedGradCamError(
-                "the checkpoint has %d classes; only ImageNet checkpoints with 1000 or 1001 "
-                "(background first) classes are supported" % num_logits)
+
+class LabelSpace:
+    """The classes a model explains, by index and by name.
+
+    `LabelSpace(1000)` and `LabelSpace(1001)` are ImageNet's classes (1001: a background class
+    at logit 0, which `offset` skips: users speak the 1000-class index). Any other model gets
+    `names` (one per class) or 'class 0', 'class 1', ….
+    """
+
+    def __init__(self, num_logits, names=None, offset=0):
+        imagenet = names is None and num_logits in (NUM_IMAGENET_CLASSES, NUM_IMAGENET_CLASSES + 1)
         self.num_logits = num_logits
-        self.offset = num_logits - NUM_IMAGENET_CLASSES
+        self.offset = num_logits - NUM_IMAGENET_CLASSES if imagenet else offset
+        if imagenet:
+            names = imagenet_class_names()
+        elif names is None:
+            names = tuple("class %d" % index for index in range(num_logits - offset))
+        if len(names) != num_logits - self.offset:
+            raise GuidedGradCamError("%d class names for %d classes" % (len(names), num_logits))
+        self.names = tuple(names)
 
     def __len__(self):
-        return NUM_IMAGENET_CLASSES
+        return len(self.names)
 
     def name(self, index):
-        return short_name(index)
+        """'tiger cat' for ImageNet's 282: the first synonym of the class."""
+        return self.names[index].split(",")[0].strip()
 
     def describe(self, index):
-        return "%s (%d)" % (short_name(index), index)
+        return "%s (%d)" % (self.name(index), index)
 
     def resolve(self, label):
-        """An index ('282', 282) or a class name ('tiger cat', 'Tabby') → ImageNet index."""
+        """An index ('282', 282) or a class name ('tiger cat', 'Tabby') → class index."""
         text = str(label).strip()
         try:
             index = int(text)
         except ValueError:
             return self._resolve_name(text)
-        if not 0 <= index < NUM_IMAGENET_CLASSES:
+        if not 0 <= index < len(self):
             raise GuidedGradCamError(
-                "label %d is out of range: ImageNet classes are 0..%d"
-                % (index, NUM_IMAGENET_CLASSES - 1))
+                "label %d is out of range: the classes are 0..%d" % (index, len(self) - 1))
         return index
 
     def _resolve_name(self, text):
         wanted = text.lower()
         matches = [
-            index for index, names in enumerate(imagenet_class_names())
+            index for index, names in enumerate(self.names)
             if wanted in (synonym.strip().lower() for synonym in names.split(","))
         ]
         if len(matches) == 1:
             return matches[0]
         if matches:
-            choices = "; ".join("%d = %s" % (i, imagenet_class_names()[i]) for i in matches)
+            choices = "; ".join("%d = %s" % (i, self.names[i]) for i in matches)
             raise GuidedGradCamError(
                 "class name %r is ambiguous: %s; pass the index instead" % (text, choices))
-        near = [
-            "%s (%d)" % (short_name(i), i) for i, names in enumerate(imagenet_class_names())
-            if wanted in names.lower()
-        ][:5]
+        near = [self.describe(i) for i, names in enumerate(self.names)
+                if wanted in names.lower()][:5]
         hint = "; did you mean: %s" % ", ".join(near) if near else ""
         raise GuidedGradCamError("unknown class name %r%s" % (text, hint))

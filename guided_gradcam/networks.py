@@ -1,29 +1,21 @@
 """The network registry: everything the toolkit needs to know about one TF-Slim network.
 
-Preprocessing functions are plain arithmetic, so they work on numpy arrays and on TF tensors
-alike; the explanation graph applies them in-graph (GBP is the gradient w.r.t. their output).
+`sources.slim.SlimSource` places one of these, restored from its checkpoint, in the
+explanation graph.
 """
 import dataclasses
 import os
 from typing import Callable, Tuple
 
 from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.preprocessing import PREPROCESSINGS
 
 OFFICIAL_MODELS_URL = "http://download.tensorflow.org/models"
 # Set to a mirror of download.tensorflow.org/models (same file layout) on closed networks.
 MIRROR_ENV = "GUIDED_GRADCAM_MODELS_URL"
 
-VGG_MEANS = (123.68, 116.78, 103.94)
-
-
-def inception_preprocess(rgb):
-    """RGB in [0, 255] → [-1, 1] (MobileNet, Inception)."""
-    return rgb / 127.5 - 1.0
-
-
-def vgg_preprocess(rgb):
-    """RGB in [0, 255] minus the ImageNet channel means, no scaling (ResNet V1, VGG)."""
-    return rgb - VGG_MEANS
+inception_preprocess = PREPROCESSINGS["inception"]  # RGB in [0, 255] → [-1, 1] (MobileNet)
+vgg_preprocess = PREPROCESSINGS["vgg"]  # minus the ImageNet channel means (ResNet V1, VGG)
 
 
 @dataclasses.dataclass(frozen=True)

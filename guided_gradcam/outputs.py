@@ -1,6 +1,8 @@
 """Rendering one explanation into the CLI's files: numpy post-processing and I/O only."""
 import os
 
+import numpy as np
+
 from guided_gradcam import rendering
 
 OUTPUT_KINDS = ("png", "npz", "panel")
@@ -9,8 +11,16 @@ PNG_MAPS = ("gradcam", "gbp", "guided_gradcam")
 
 def heading(explanation, class_name):
     prefix = "counterfactual " if explanation.counterfactual else ""
+    if explanation.task == "regression":
+        return "%s%s  y=%.4g" % (prefix, "-y" if explanation.counterfactual else "y",
+                                 explanation.value)
     return "%s%s (%d)  p=%.3f" % (
         prefix, class_name, explanation.label, explanation.probabilities[explanation.label])
+
+
+def _rgb(array):
+    """Gray (H, W, 1) arrays of a 1-channel model are drawn as RGB."""
+    return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
 
 
 def render_outputs(explanation, photo, box, class_name, kinds=OUTPUT_KINDS):
@@ -22,17 +32,18 @@ def render_outputs(explanation, photo, box, class_name, kinds=OUTPUT_KINDS):
     images = {}
     if "png" not in kinds and "panel" not in kinds:
         return images  # an arrays-only run renders nothing
-    gbp = rendering.gradient_to_image(explanation.gbp)
-    guided = rendering.gradient_to_image(explanation.guided_gradcam)
+    gbp = rendering.gradient_to_image(_rgb(explanation.gbp))
+    guided = rendering.gradient_to_image(_rgb(explanation.guided_gradcam))
+    network_input = _rgb(explanation.image)
     if "png" in kinds:
         images.update(gradcam=rendering.overlay_on_photo(photo, explanation.cam, box),
                       gbp=gbp, guided_gradcam=guided)
     if "panel" in kinds:
         height, width = explanation.cam.shape
         cam_on_input = rendering.overlay_on_photo(
-            explanation.image, explanation.cam, (0, 0, width, height))
+            network_input, explanation.cam, (0, 0, width, height))
         images["panel"] = rendering.make_panel(
-            [("Original", explanation.image), ("Guided Backprop", gbp),
+            [("Original", network_input), ("Guided Backprop", gbp),
              ("Grad-CAM", cam_on_input), ("Guided Grad-CAM", guided)],
             heading(explanation, class_name))
     return images

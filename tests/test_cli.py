@@ -158,7 +158,8 @@ def test_happy_path_prints_top5_and_writes_all_files(runs):
 def test_happy_path_npz_holds_every_array(runs):
     arrays = load_npz(runs["happy"], "cat_dog")
     assert set(arrays) == {"logits", "label", "cam_lowres", "cam", "gbp", "guided_gradcam",
-                           "image"}
+                           "image", "task"}
+    assert str(arrays["task"]) == "classification"
     assert arrays["logits"].dtype == np.float32 and arrays["logits"].shape == (1000,)
     assert np.issubdtype(arrays["label"].dtype, np.integer) and arrays["label"] == 282
     assert int(np.argmax(arrays["logits"])) == 282

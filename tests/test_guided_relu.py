@@ -9,6 +9,7 @@ from conftest import ancestor_ops
 
 from guided_gradcam import guided_relu
 from guided_gradcam.graph import build_explanation_graph
+from guided_gradcam.sources.slim import SlimSource
 from guided_gradcam.networks import NETWORKS
 
 # Forward inputs around both gates (0 and 6) and upstream gradients of both signs.
@@ -68,7 +69,8 @@ def test_a_misspelt_override_is_detected():
 
 @functools.lru_cache(maxsize=None)
 def _explanation_graph(network):
-    return build_explanation_graph(NETWORKS[network], 1001 if "mobilenet" in network else 1000)
+    return build_explanation_graph(
+        SlimSource(NETWORKS[network], 1001 if "mobilenet" in network else 1000))
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))

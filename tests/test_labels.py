@@ -2,7 +2,8 @@
 import pytest
 
 from guided_gradcam.errors import GuidedGradCamError
-from guided_gradcam.labels import LabelSpace, imagenet_class_names, short_name
+from guided_gradcam.labels import (
+    LabelSpace, imagenet_class_names, read_labels_file, short_name)
 
 
 def test_class_names_are_imagenets():
@@ -38,7 +39,19 @@ def test_ambiguous_name_lists_both_classes():
         LabelSpace(1000).resolve("crane")
 
 
-def test_other_label_spaces_are_refused():
-    with pytest.raises(GuidedGradCamError, match="10 classes"):
-        LabelSpace(10)
+def test_other_models_get_numbered_or_given_class_names(tmp_path):
+    numbered = LabelSpace(10)
+    assert numbered.offset == 0 and len(numbered) == 10
+    assert numbered.name(3) == "class 3" and numbered.resolve("Class 3") == 3
+    with pytest.raises(GuidedGradCamError, match="out of range: the classes are 0..9"):
+        numbered.resolve(10)
+    path = tmp_path / "labels.txt"
+    path.write_text("benign\nmalignant\n\n")
+    named = LabelSpace(2, read_labels_file(str(path), 2))
+    assert named.resolve("malignant") == 1 and named.describe(0) == "benign (0)"
+    with pytest.raises(GuidedGradCamError, match="has 2 names; the model has 3 classes"):
+        read_labels_file(str(path), 3)
+    with pytest.raises(GuidedGradCamError, match="cannot read labels file"):
+        read_labels_file(str(tmp_path / "missing.txt"), 2)
+    assert read_labels_file("imagenet", 1000) == imagenet_class_names()
 

@@ -1,0 +1,77 @@
+"""Where models come from. `open_source` turns what the user names into a `ModelSource`:
+
+- a TF-Slim network name (`mobilenet_v1_075`, …)          → slim.SlimSource
+- an in-memory Keras model, a `.keras` or `.h5` file      → keras_model.KerasSource
+- a SavedModel folder                                     → saved_model.SavedModelSource
+- a frozen GraphDef `.pb`                                 → graph_def.GraphDefSource
+- a TF 1 `.meta` graph with its checkpoint                → meta_graph.MetaGraphSource
+"""
+import os
+import sys
+
+from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.preprocessing import get_preprocessing
+from guided_gradcam.sources.base import ModelSource, PlacedModel  # noqa: F401
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".pb", ".pbtxt", ".meta")
+
+
+def describe_model_kinds():
+    return "a .keras/.h5 Keras file, a SavedModel folder, a frozen .pb GraphDef or a TF 1 .meta"
+
+
+def open_source(model, checkpoint=None, checkpoints_dir=None, download=True, progress=sys.stderr,
+                input=None, output=None, feeds=None, signature=None, preprocess=None,
+                input_size=None):
+    """The ModelSource for `model`: a network name, a path, a Keras model or a ModelSource."""
+    if isinstance(model, ModelSource):
+        return model
+    if isinstance(model, str) and not _looks_like_path(model):
+        from guided_gradcam.networks import get_network
+        from guided_gradcam.sources.slim import SlimSource
+
+        spec = get_network(model)
+        spec.check_input_size(input_size)  # before any download
+        source = SlimSource.from_checkpoint(spec, checkpoint, checkpoints_dir, download, progress)
+        if preprocess is not None:
+            source.preprocessing = get_preprocessing(preprocess)
+        if input or feeds or signature:
+            raise GuidedGradCamError("--input, --feed and --signature are for --model graphs, "
+                                     "not TF-Slim networks")
+        if output is not None:
+            raise GuidedGradCamError("--output is for --model graphs, not TF-Slim networks")
+        return source
+    preprocessing = get_preprocessing(preprocess or "raw")
+    from guided_gradcam.sources import keras_model
+
+    if keras_model.is_keras_model(model):
+        return keras_model.KerasSource(model, getattr(model, "name", "keras model"),
+                                       preprocessing, output_name=output)
+    path = os.fspath(model)
+    if not os.path.exists(path):
+        raise GuidedGradCamError("model %s does not exist" % path)
+    suffix = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        from guided_gradcam.sources.saved_model import SavedModelSource, is_saved_model
+
+        if not is_saved_model(path):
+            raise GuidedGradCamError("folder %s is not a SavedModel (no saved_model.pb)" % path)
+        return SavedModelSource(path, preprocessing, signature, output_name=output)
+    if suffix in (".keras", ".h5", ".hdf5"):
+        return keras_model.KerasSource(keras_model.load_keras_model(path), path, preprocessing,
+                                       output_name=output)
+    if suffix in (".pb", ".pbtxt"):
+        from guided_gradcam.sources.graph_def import GraphDefSource, read_graph_def
+
+        return GraphDefSource(read_graph_def(path), path, preprocessing, input, output, feeds)
+    if suffix == ".meta":
+        from guided_gradcam.sources.meta_graph import MetaGraphSource
+
+        return MetaGraphSource(path, preprocessing, checkpoint, input, output, feeds)
+    raise GuidedGradCamError("cannot tell what kind of model %s is: expected %s"
+                             % (path, describe_model_kinds()))
+
+
+def _looks_like_path(name):
+    return (os.sep in name or name.endswith(MODEL_SUFFIXES) or os.path.exists(name)
+            and not name.isidentifier())

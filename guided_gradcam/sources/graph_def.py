@@ -1,0 +1,202 @@
+"""Models that arrive as a GraphDef (frozen `.pb`, and what the Keras and SavedModel sources
+freeze to): imported with `import_graph_def` into the explanation graph, under the override
+that is active while `place` runs, so every imported Relu/Relu6 gets the guided gradient.
+"""
+import difflib
+import re
+
+import tensorflow.compat.v1 as tf
+
+from guided_gradcam.errors import GuidedGradCamError, first_line
+from guided_gradcam.graph_paths import ops_between
+from guided_gradcam.sources.base import ModelSource, PlacedModel
+
+SCOPE = "model"
+CALL_OPS = {"If", "StatelessIf", "While", "StatelessWhile", "PartitionedCall",
+            "StatefulPartitionedCall", "Case", "StatelessCase"}
+
+
+def read_graph_def(path):
+    """A GraphDef from a binary (or text) `.pb` file."""
+    from google.protobuf import text_format
+
+    graph_def = tf.GraphDef()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as error:
+        raise GuidedGradCamError("cannot read %s: %s" % (path, error.strerror)) from None
+    try:
+        graph_def.ParseFromString(data)
+    except Exception:  # protobuf's DecodeError; a .pbtxt is text
+        try:
+            text_format.Merge(data.decode("utf-8"), graph_def)
+        except Exception:
+            raise GuidedGradCamError("%s is not a GraphDef (.pb)" % path) from None
+    if not graph_def.node:
+        raise GuidedGradCamError("%s is not a GraphDef (.pb): it has no nodes" % path)
+    return graph_def
+
+
+def check_no_function_calls(graph_def, name):
+    """Ops inside function bodies (If/While branches, un-inlined calls) are created from the
+    function library, not under the override: their Relus would silently stay unguided."""
+    calls = [node.name for node in graph_def.node if node.op in CALL_OPS]
+    if calls:
+        raise GuidedGradCamError(
+            "%s calls functions (%s: %s); their ops would not get guided gradients: freeze it "
+            "with control flow lowered (convert_variables_to_constants_v2, lower_control_flow="
+            "True)" % (name, graph_def.node[[n.name for n in graph_def.node].index(calls[0])].op,
+                       ", ".join(calls[:3])))
+
+
+def _placeholders(graph_def):
+    return [node for node in graph_def.node if node.op == "Placeholder"]
+
+
+def _shape_of(node):
+    if "shape" not in node.attr or node.attr["shape"].shape.unknown_rank:
+        return None
+    return tuple(d.size if d.size >= 0 else None for d in node.attr["shape"].shape.dim)
+
+
+def _sinks(graph_def):
+    """Nodes whose outputs nothing reads (the candidate outputs)."""
+    read = {re.sub(r"^\^|:\d+$", "", name) for node in graph_def.node for name in node.input}
+    return [node for node in graph_def.node
+            if node.name not in read and node.op not in ("NoOp", "Const", "Placeholder", "Assert",
+                                                         "SaveV2", "RestoreV2")]
+
+
+def default_input_name(graph_def, fed, name):
+    candidates = [node.name for node in _placeholders(graph_def) if node.name not in fed]
+    if len(candidates) != 1:
+        raise GuidedGradCamError(
+            "%s has %d placeholders (%s): name the image input with --input%s"
+            % (name, len(candidates), ", ".join(candidates[:8]) or "none",
+               " and feed the others with --feed NAME=VALUE" if len(candidates) > 1 else ""))
+    return candidates[0] + ":0"
+
+
+def default_output_name(graph_def, name):
+    sinks = [node.name for node in _sinks(graph_def)]
+    if len(sinks) != 1:
+        raise GuidedGradCamError(
+            "%s has %d candidate outputs (%s): name the scores with --output"
+            % (name, len(sinks), ", ".join(sinks[:8]) or "none"))
+    return sinks[0] + ":0"
+
+
+def input_shape_of(graph_def, input_name):
+    """(height, width, channels) of the named placeholder, None where open."""
+    op_name = input_name.split(":")[0]
+    for node in graph_def.node:
+        if node.name == op_name:
+            shape = _shape_of(node)
+            if shape is None:
+                return (None, None, 3)
+            if len(shape) != 4:
+                raise GuidedGradCamError(
+                    "input %s has shape %s; images need (batch, height, width, channels)"
+                    % (input_name, list(shape)))
+            return shape[1:]
+    raise GuidedGradCamError("no input named %r in the model" % input_name)
+
+
+class GraphDefSource(ModelSource):
+    """A GraphDef with every weight a constant. feeds: {placeholder name: value}, bound as
+    constants at import."""
+
+    def __init__(self, graph_def, name, preprocessing, input_name=None, output_name=None,
+                 feeds=None, rename_scope=None, input_shape=None):
+        check_no_function_calls(graph_def, name)
+        self.graph_def = graph_def
+        self.name = name
+        self.preprocessing = preprocessing
+        self.feeds = dict(feeds or {})
+        self.input_name = _tensor_name(input_name or default_input_name(
+            graph_def, {n.split(":")[0] for n in self.feeds}, name))
+        self.output_name = _tensor_name(output_name or default_output_name(graph_def, name))
+        node_names = [node.name for node in graph_def.node]
+        for flag, tensor in [("--input", self.input_name), ("--output", self.output_name)] + [
+                ("--feed", _tensor_name(fed)) for fed in self.feeds]:
+            check_node_name(tensor, node_names, flag)
+        self.input_shape = input_shape or input_shape_of(graph_def, self.input_name)
+        self._rename_scope = rename_scope  # raw scope → layer name users know (Keras)
+
+    def place(self, net_input):
+        input_map = {self.input_name: net_input}
+        placeholders = {node.name: node for node in _placeholders(self.graph_def)}
+        for name, value in self.feeds.items():
+            node = placeholders.get(name.split(":")[0])
+            if node is None:
+                raise GuidedGradCamError("--feed %s: the model has no placeholder %r (it has: "
+                                         "%s)" % (name, name, ", ".join(placeholders)))
+            input_map[_tensor_name(name)] = tf.constant(value, dtype=node.attr["dtype"].type)
+        try:
+            output, = tf.import_graph_def(self.graph_def, input_map=input_map,
+                                          return_elements=[self.output_name], name=SCOPE)
+        except (ValueError, KeyError) as error:
+            raise _import_error(error, self.graph_def, self.name) from None
+        scope = SCOPE + "/"
+        layers, aliases = scope_layers(scope, net_input, output, self._rename_scope)
+        return PlacedModel(output=output, layers=layers, default_layer=default_layer(layers),
+                           restore=lambda session: None, scope=scope, layer_aliases=aliases)
+
+
+def check_node_name(tensor_name, node_names, flag):
+    """A clear error, with close matches, for a tensor that the graph does not have."""
+    op_name = tensor_name.split(":")[0]
+    if op_name not in node_names:
+        close = difflib.get_close_matches(op_name, node_names, n=5, cutoff=0.5)
+        raise GuidedGradCamError("%s %s: the model has no op %r%s" % (
+            flag, tensor_name, op_name, "; close matches: " + ", ".join(close) if close else ""))
+
+
+def _tensor_name(name):
+    return name if ":" in name else name + ":0"
+
+
+def _import_error(error, graph_def, name):
+    return GuidedGradCamError("cannot import %s: %s" % (name, first_line(error)))
+
+
+def scope_layers(scope, model_input, output, rename=None):
+    """({layer name: 4-D tensor}, {alias: layer name}) of an imported graph.
+
+    A layer is a name scope on the path from the input to the output, and its tensor the last
+    4-D tensor that leaves that scope (a Keras layer's output, a slim block's). `rename` maps a
+    raw scope to the name users know (Keras 3 adds `_1` to every scope of a traced model), or
+    to None for scopes that are no layer; the raw scope stays usable as an alias.
+    """
+    on_path = ops_between(model_input, output)
+    position = {op: index for index, op in enumerate(on_path)}
+    exits = {}
+    for op in on_path:
+        if not op.name.startswith(scope) or not op.outputs or op.outputs[0].shape.ndims != 4:
+            continue
+        parts = op.name[len(scope):].split("/")[:-1]
+        consumers = [c for c in op.outputs[0].consumers() if c in position]
+        for depth in range(1, len(parts) + 1):
+            prefix = scope + "/".join(parts[:depth]) + "/"
+            if op is output.op or any(not c.name.startswith(prefix) for c in consumers):
+                exits["/".join(parts[:depth])] = op.outputs[0]  # a later exit replaces it
+    layers, aliases = {}, {}
+    for raw, tensor in sorted(exits.items(), key=lambda item: position[item[1].op]):
+        name = rename(raw) if rename else raw
+        if not name or name in layers:
+            continue
+        layers[name] = tensor
+        if name != raw:
+            aliases[raw] = name
+    return layers, aliases
+
+
+def default_layer(layers):
+    """The last 4-D layer output with a spatial extent (the last conv block's activation)."""
+    spatial = [name for name, tensor in layers.items()
+               if (tensor.shape[1] or 2) * (tensor.shape[2] or 2) > 1]
+    if not spatial:
+        raise GuidedGradCamError("the model has no 4-D (batch, height, width, channels) layer "
+                                 "between its input and output for Grad-CAM")
+    return spatial[-1]

@@ -1,0 +1,93 @@
+"""Keras models (Keras 3 `.keras`/`.h5`, tf-keras `.h5`/`.keras`, or in memory): traced with
+`tf.function`, frozen with `convert_variables_to_constants_v2`, then placed as a GraphDef.
+
+Keras layer names name the Grad-CAM layer, also inside nested models: a traced Keras 3 model
+names its scopes `<model>_1/<layer>_1/…`; each scope is renamed to the layer path without the
+outer model, e.g. `conv_pw_13_relu` or `base/conv1`.
+"""
+import os
+import re
+
+from guided_gradcam.errors import GuidedGradCamError, first_line
+from guided_gradcam.sources.graph_def import GraphDefSource
+from guided_gradcam.tf_eager import eager
+
+
+def is_keras_model(model):
+    return any(cls.__module__.split(".")[0] in ("keras", "tf_keras") and cls.__name__ in (
+        "Model", "Functional", "Sequential") for cls in type(model).__mro__)
+
+
+def load_keras_model(path):
+    """A model saved by Keras 3 or tf-keras (each reads its own files; try Keras 3 first)."""
+    if not os.path.exists(path):
+        raise GuidedGradCamError("model file %s does not exist" % path)
+    errors = []
+    with eager():
+        for module in ("keras", "tf_keras"):
+            try:
+                library = __import__(module)
+                return library.models.load_model(path, compile=False)
+            except Exception as error:  # each library fails in its own way on the other's file
+                errors.append("%s: %s" % (module, first_line(error)))
+    raise GuidedGradCamError("cannot load Keras model %s (%s)" % (path, "; ".join(errors)))
+
+
+def _layer_paths(model, prefix=()):
+    """Every (nested) layer's name path: ('base', 'conv1'), ...; models are layers too."""
+    for layer in model.layers:
+        yield prefix + (layer.name,)
+        if hasattr(layer, "layers"):
+            yield from _layer_paths(layer, prefix + (layer.name,))
+
+
+def scope_renamer(model):
+    """raw traced scope → Keras layer path (None for scopes that are no layer)."""
+    known = {path: "/".join(path) for path in _layer_paths(model)}
+    names = {name for path in known for name in path} | {model.name}
+
+    def strip(component):
+        if component in names:
+            return component
+        stripped = re.sub(r"_\d+$", "", component)
+        return stripped if stripped in names else component
+
+    def rename(raw):
+        parts = tuple(strip(part) for part in raw.split("/"))
+        if parts and parts[0] == model.name:
+            parts = parts[1:]
+        return known.get(parts)
+    return rename
+
+
+class KerasSource(GraphDefSource):
+    def __init__(self, model, name, preprocessing, output_name=None):
+        with eager():
+            import tensorflow as tf
+            from tensorflow.python.framework.convert_to_constants import (
+                convert_variables_to_constants_v2)
+
+            if len(model.inputs) != 1:
+                raise GuidedGradCamError("%s has %d inputs; only one image input is supported"
+                                         % (name, len(model.inputs)))
+            shape = tuple(model.inputs[0].shape)
+            if len(shape) != 4:
+                raise GuidedGradCamError("%s takes input of shape %s; images need (batch, "
+                                         "height, width, channels)" % (name, shape))
+            try:
+                function = tf.function(lambda x: model(x, training=False))
+                concrete = function.get_concrete_function(
+                    tf.TensorSpec((None,) + shape[1:], tf.float32))
+                frozen = convert_variables_to_constants_v2(concrete)
+            except Exception as error:
+                raise GuidedGradCamError("cannot trace Keras model %s: %s"
+                                         % (name, first_line(error))) from None
+            graph_def = frozen.graph.as_graph_def()
+            input_name = frozen.inputs[0].name
+            outputs = [t.name for t in frozen.outputs]
+        if output_name is None and len(outputs) != 1:
+            raise GuidedGradCamError("%s has %d outputs: name the scores with --output"
+                                     % (name, len(outputs)))
+        super().__init__(graph_def, name, preprocessing, input_name=input_name,
+                         output_name=output_name or outputs[0], rename_scope=scope_renamer(model),
+                         input_shape=shape[1:])

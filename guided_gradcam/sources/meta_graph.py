@@ -1,0 +1,74 @@
+"""TF 1 graphs: a `.meta` MetaGraphDef imported with `import_meta_graph` (under the override,
+so its Relus are guided) and its variables restored from the checkpoint beside it with the
+Saver the meta graph carries."""
+import os
+
+import tensorflow.compat.v1 as tf
+
+from guided_gradcam.errors import CheckpointError, GuidedGradCamError, first_line
+from guided_gradcam.sources.base import ModelSource, PlacedModel
+from guided_gradcam.sources.graph_def import (
+    check_node_name, default_input_name, default_output_name, input_shape_of, scope_layers,
+    default_layer, _tensor_name, SCOPE)
+
+
+def read_meta_graph(path):
+    meta = tf.MetaGraphDef()
+    try:
+        with open(path, "rb") as f:
+            meta.ParseFromString(f.read())
+    except OSError as error:
+        raise GuidedGradCamError("cannot read %s: %s" % (path, error.strerror)) from None
+    except Exception:
+        raise GuidedGradCamError("%s is not a TF 1 MetaGraphDef (.meta)" % path) from None
+    if not meta.graph_def.node:
+        raise GuidedGradCamError("%s is not a TF 1 MetaGraphDef (.meta): no graph" % path)
+    return meta
+
+
+class MetaGraphSource(ModelSource):
+    def __init__(self, path, preprocessing, checkpoint=None, input_name=None, output_name=None,
+                 feeds=None):
+        self.name = path
+        self.meta = read_meta_graph(path)
+        self.preprocessing = preprocessing
+        self.checkpoint = checkpoint or path[:-len(".meta")]
+        if tf.train.checkpoint_exists(self.checkpoint) is False:
+            raise CheckpointError("no checkpoint %s for %s: pass --checkpoint PREFIX"
+                                  % (self.checkpoint, path))
+        graph_def = self.meta.graph_def
+        self.feeds = dict(feeds or {})
+        self.input_name = _tensor_name(input_name or default_input_name(
+            graph_def, {n.split(":")[0] for n in self.feeds}, path))
+        self.output_name = _tensor_name(output_name or default_output_name(graph_def, path))
+        node_names = [node.name for node in graph_def.node]
+        for flag, tensor in [("--input", self.input_name), ("--output", self.output_name)] + [
+                ("--feed", _tensor_name(fed)) for fed in self.feeds]:
+            check_node_name(tensor, node_names, flag)
+        self.input_shape = input_shape_of(graph_def, self.input_name)
+
+    def place(self, net_input):
+        graph = tf.get_default_graph()
+        dtypes = {node.name: node.attr["dtype"].type for node in self.meta.graph_def.node
+                  if "dtype" in node.attr}
+        input_map = {self.input_name: net_input}
+        for name, value in self.feeds.items():
+            input_map[_tensor_name(name)] = tf.constant(value, dtype=dtypes.get(name.split(":")[0]))
+        try:
+            saver = tf.train.import_meta_graph(self.meta, input_map=input_map,
+                                               import_scope=SCOPE, clear_devices=True)
+        except (ValueError, KeyError) as error:
+            raise GuidedGradCamError("cannot import %s: %s" % (self.name, first_line(error))) from None
+        output = graph.get_tensor_by_name(SCOPE + "/" + self.output_name)
+        layers, aliases = scope_layers(SCOPE + "/", net_input, output)
+
+        def restore(session):
+            if saver is None:
+                return
+            try:
+                saver.restore(session, self.checkpoint)
+            except (tf.errors.OpError, ValueError) as error:
+                raise CheckpointError("cannot restore %s from %s: %s"
+                                      % (self.name, self.checkpoint, first_line(error))) from None
+        return PlacedModel(output=output, layers=layers, default_layer=default_layer(layers),
+                           restore=restore, scope=SCOPE + "/", layer_aliases=aliases)

@@ -1,0 +1,58 @@
+"""SavedModel folders: the signature function (default `serving_default`), frozen with
+`convert_variables_to_constants_v2` and placed as a GraphDef."""
+import os
+
+from guided_gradcam.errors import GuidedGradCamError, first_line
+from guided_gradcam.sources.graph_def import GraphDefSource
+from guided_gradcam.tf_eager import eager
+
+
+def is_saved_model(path):
+    return os.path.isdir(path) and any(
+        os.path.isfile(os.path.join(path, name)) for name in ("saved_model.pb", "saved_model.pbtxt"))
+
+
+class SavedModelSource(GraphDefSource):
+    def __init__(self, path, preprocessing, signature=None, output_name=None):
+        signature = signature or "serving_default"
+        with eager():
+            import tensorflow as tf
+            from tensorflow.python.framework.convert_to_constants import (
+                convert_variables_to_constants_v2)
+
+            try:
+                loaded = tf.saved_model.load(path)
+            except Exception as error:
+                raise GuidedGradCamError("cannot load SavedModel %s: %s"
+                                         % (path, first_line(error))) from None
+            if signature not in loaded.signatures:
+                raise GuidedGradCamError("SavedModel %s has no signature %r; it has: %s" % (
+                    path, signature, ", ".join(loaded.signatures) or "none"))
+            function = loaded.signatures[signature]
+            try:
+                frozen = convert_variables_to_constants_v2(function)
+            except Exception as error:
+                raise GuidedGradCamError("cannot freeze signature %r of %s: %s"
+                                         % (signature, path, first_line(error))) from None
+            graph_def = frozen.graph.as_graph_def()
+            if len(frozen.inputs) != 1:
+                raise GuidedGradCamError("signature %r of %s has %d inputs; only one image "
+                                         "input is supported" % (signature, path,
+                                                                 len(frozen.inputs)))
+            input_name = frozen.inputs[0].name
+            shape = tuple(frozen.inputs[0].shape.as_list() or ())
+            keys = sorted(function.structured_outputs)  # flattened in sorted key order
+            outputs = dict(zip(keys, (t.name for t in frozen.outputs)))
+        if output_name in outputs:
+            output_name = outputs[output_name]  # an output key of the signature
+        elif output_name is None:
+            if len(outputs) != 1:
+                raise GuidedGradCamError("signature %r of %s has %d outputs (%s): name one "
+                                         "with --output" % (signature, path, len(outputs),
+                                                            ", ".join(outputs)))
+            output_name = next(iter(outputs.values()))
+        if len(shape) != 4:
+            raise GuidedGradCamError("signature %r of %s takes input of shape %s; images need "
+                                     "(batch, height, width, channels)" % (signature, path, shape))
+        super().__init__(graph_def, path, preprocessing, input_name=input_name,
+                         output_name=output_name, input_shape=shape[1:])
