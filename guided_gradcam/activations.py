@@ -57,9 +57,10 @@ def _hard_ramp_kind(op):
 
 
 def _is_swish(op):
-    """σ(x) multiplied by x: swish/silu (Keras 3 wraps it in an IdentityN)."""
+    """σ(βx) multiplied by x: swish/silu (Keras 3 wraps it in an IdentityN)."""
     x = op.inputs[0]
-    return any(c.type == "Mul" and x in list(c.inputs) for c in op.outputs[0].consumers())
+    sources = {x} | (set(x.op.inputs) if x.op.type == "Mul" else set())
+    return any(c.type == "Mul" and sources & set(c.inputs) for c in op.outputs[0].consumers())
 
 
 def unguide_non_activation_relus(ops):

@@ -9,6 +9,7 @@ import tensorflow.compat.v1 as tf
 
 from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.graph_paths import ops_between
+from guided_gradcam.guided_relu import OVERRIDE_MAP
 from guided_gradcam.sources.base import ModelSource, PlacedModel
 
 SCOPE = "model"
@@ -38,16 +39,18 @@ def read_graph_def(path):
     return graph_def
 
 
-def check_no_function_calls(graph_def, name):
+def check_no_guided_ops_in_functions(graph_def, name):
     """Ops inside function bodies (If/While branches, un-inlined calls) are created from the
-    function library, not under the override: their Relus would silently stay unguided."""
+    function library, not under the override: a Relu there would silently stay unguided."""
+    hidden = sorted({function.signature.name for function in graph_def.library.function
+                     for node in function.node_def if node.op in OVERRIDE_MAP})
     calls = [node.name for node in graph_def.node if node.op in CALL_OPS]
-    if calls:
+    if hidden and calls:
         raise GuidedGradCamError(
-            "%s calls functions (%s: %s); their ops would not get guided gradients: freeze it "
-            "with control flow lowered (convert_variables_to_constants_v2, lower_control_flow="
-            "True)" % (name, graph_def.node[[n.name for n in graph_def.node].index(calls[0])].op,
-                       ", ".join(calls[:3])))
+            "%s has ReLUs inside function bodies (%s, called by %s), where they would not get "
+            "guided gradients: save it with control flow lowered (e.g. freeze with "
+            "convert_variables_to_constants_v2(..., lower_control_flow=True))"
+            % (name, ", ".join(hidden[:3]), ", ".join(calls[:3])))
 
 
 def _placeholders(graph_def):
@@ -109,7 +112,7 @@ class GraphDefSource(ModelSource):
 
     def __init__(self, graph_def, name, preprocessing, input_name=None, output_name=None,
                  feeds=None, rename_scope=None, input_shape=None):
-        check_no_function_calls(graph_def, name)
+        check_no_guided_ops_in_functions(graph_def, name)
         self.graph_def = graph_def
         self.name = name
         self.preprocessing = preprocessing

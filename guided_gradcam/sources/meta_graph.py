@@ -8,7 +8,7 @@ import tensorflow.compat.v1 as tf
 from guided_gradcam.errors import CheckpointError, GuidedGradCamError, first_line
 from guided_gradcam.sources.base import ModelSource, PlacedModel
 from guided_gradcam.sources.graph_def import (
-    check_node_name, default_input_name, default_output_name, input_shape_of, scope_layers,
+    check_no_guided_ops_in_functions, check_node_name, default_input_name, default_output_name, input_shape_of, scope_layers,
     default_layer, _tensor_name, SCOPE)
 
 
@@ -33,7 +33,8 @@ class MetaGraphSource(ModelSource):
         self.meta = read_meta_graph(path)
         self.preprocessing = preprocessing
         self.checkpoint = checkpoint or path[:-len(".meta")]
-        if tf.train.checkpoint_exists(self.checkpoint) is False:
+        check_no_guided_ops_in_functions(self.meta.graph_def, path)
+        if not os.path.exists(self.checkpoint + ".index"):
             raise CheckpointError("no checkpoint %s for %s: pass --checkpoint PREFIX"
                                   % (self.checkpoint, path))
         graph_def = self.meta.graph_def

@@ -55,4 +55,15 @@ class SavedModelSource(GraphDefSource):
             raise GuidedGradCamError("signature %r of %s takes input of shape %s; images need "
                                      "(batch, height, width, channels)" % (signature, path, shape))
         super().__init__(graph_def, path, preprocessing, input_name=input_name,
-                         output_name=output_name, input_shape=shape[1:])
+                         output_name=output_name, input_shape=shape[1:],
+                         rename_scope=_signature_scope)
+
+
+def _signature_scope(raw):
+    """A frozen signature inlines its function: `StatefulPartitionedCall/model_1/conv_1` is the
+    layer `model_1/conv_1`; `Func/…` scopes hold the inlined call's plumbing, no layers."""
+    if raw.startswith("Func/") or raw == "Func":
+        return None
+    while raw.startswith("StatefulPartitionedCall/"):
+        raw = raw[len("StatefulPartitionedCall/"):]
+    return None if raw == "StatefulPartitionedCall" else raw
