@@ -307,7 +307,7 @@ def _reference_run(reference, network, target, tensors):
     return reference.session.run(tensors, {reference.images: network.photo, reference.label: target})
 
 
-def test_vgg_weights_are_the_same_in_every_run(vgg_16):
+def test_random_weights_are_the_same_in_every_build(vgg_16):
     # What tf.set_random_seed before building fixes: the draws of a seeded graph repeat.
     second = _reference_graph(NETWORKS["vgg_16"], "vgg_16/conv5/conv5_3", guided=False)
     with second.graph.as_default(), tf.Session() as session:

@@ -195,7 +195,7 @@ def test_failed_save_leaves_no_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize("saver", [
     lambda path: save_png(path, np.zeros((4, 4, 3), np.uint8)),
     lambda path: save_npz(path, a=np.zeros(3)),
-])
+], ids=["png", "npz"])
 def test_the_temporary_file_lies_beside_its_target(tmp_path, renames, saver):
     # os.replace is atomic only within one file system: a temporary file in the system's temp
     # folder would make the rename fail (EXDEV) or need a copy that readers can see half-done.
