@@ -15,6 +15,7 @@ import sys
 
 from guided_gradcam.convert_tfjs import read_tfjs_weights, verify_sha256
 from guided_gradcam.errors import CheckpointError, GuidedGradCamError
+from guided_gradcam.tf_eager import eager
 from guided_gradcam.tf_startup import import_tensorflow_quietly
 
 _EPSILON = 1e-3  # BatchNorm epsilon of the TF.js export (Keras 2.1.4's MobileNet)
@@ -38,14 +39,14 @@ def build_keras_mobilenet(model_dir, sha256_file=None):
         verify_sha256(model_dir, sha256_file)
     stored = read_tfjs_weights(model_dir)
     import keras  # here, not at the top: importing Keras imports TensorFlow, noisily
-    import tensorflow as tf
 
-    if not tf.executing_eagerly():
-        raise GuidedGradCamError(
-            "a Keras 3 model needs eager execution, which is off here (tf.compat.v1.disable_eager_execution)")
-    model = keras.applications.MobileNet(
+    with eager():  # Keras 3 needs it, whatever mode the caller's process is in
+        return _set_weights(keras.applications.MobileNet(
         input_shape=(224, 224, 3), alpha=0.75, include_top=True, weights=None, classes=1000,
-        classifier_activation="softmax")
+        classifier_activation="softmax"), stored, model_dir)
+
+
+def _set_weights(model, stored, model_dir):
     unused = dict(stored)
     for layer in model.layers:
         # Keras 3 uses the export's 1e-3 today; a different default would shift every activation.
@@ -79,16 +80,14 @@ def main(argv=None):
     parser.add_argument("--output", required=True,
                         help="a .keras or .h5 file (model.save), or else a SavedModel folder (model.export)")
     args = parser.parse_args(argv)
-    tf = import_tensorflow_quietly()
-    # That helper turns eager off for the slim graphs; Keras 3 needs it on. Turning it back on is
-    # allowed because no graph has been built yet.
-    tf.enable_eager_execution()
+    import_tensorflow_quietly()
     try:
         model = build_keras_mobilenet(args.model_dir, sha256_file=args.sha256)
-        if args.output.endswith((".keras", ".h5")):
-            model.save(args.output)
-        else:
-            model.export(args.output, verbose=False)
+        with eager():
+            if args.output.endswith((".keras", ".h5")):
+                model.save(args.output)
+            else:
+                model.export(args.output, verbose=False)
     except GuidedGradCamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

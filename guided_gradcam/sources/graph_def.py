@@ -168,9 +168,9 @@ def scope_layers(scope, model_input, output, rename=None):
     """({layer name: 4-D tensor}, {alias: layer name}) of an imported graph.
 
     A layer is a name scope on the path from the input to the output, and its tensor the last
-    4-D tensor that leaves that scope (a Keras layer's output, a slim block's). `rename` maps a
-    raw scope to the name users know (Keras 3 adds `_1` to every scope of a traced model), or
-    to None for scopes that are no layer; the raw scope stays usable as an alias.
+    4-D tensor that leaves that scope (a Keras layer's output, a slim block's). `rename` maps
+    the raw scopes to {raw: the name users know (Keras 3 adds `_1` to every scope of a traced
+    model), or None for scopes that are no layer}; the raw scope stays usable as an alias.
     """
     on_path = ops_between(model_input, output)
     position = {op: index for index, op in enumerate(on_path)}
@@ -184,9 +184,11 @@ def scope_layers(scope, model_input, output, rename=None):
             prefix = scope + "/".join(parts[:depth]) + "/"
             if op is output.op or any(not c.name.startswith(prefix) for c in consumers):
                 exits["/".join(parts[:depth])] = op.outputs[0]  # a later exit replaces it
+    ordered = sorted(exits.items(), key=lambda item: position[item[1].op])
+    names = rename([raw for raw, _ in ordered]) if rename else {}
     layers, aliases = {}, {}
-    for raw, tensor in sorted(exits.items(), key=lambda item: position[item[1].op]):
-        name = rename(raw) if rename else raw
+    for raw, tensor in ordered:
+        name = names.get(raw, raw) if rename else raw
         if not name or name in layers:
             continue
         layers[name] = tensor

@@ -57,7 +57,7 @@ def scope_renamer(model):
         if parts and parts[0] == model.name:
             parts = parts[1:]
         return known.get(parts)
-    return rename
+    return lambda raws: {raw: rename(raw) for raw in raws}
 
 
 class KerasSource(GraphDefSource):

@@ -1,6 +1,7 @@
 """SavedModel folders: the signature function (default `serving_default`), frozen with
 `convert_variables_to_constants_v2` and placed as a GraphDef."""
 import os
+import re
 
 from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.sources.graph_def import GraphDefSource
@@ -56,14 +57,27 @@ class SavedModelSource(GraphDefSource):
                                      "(batch, height, width, channels)" % (signature, path, shape))
         super().__init__(graph_def, path, preprocessing, input_name=input_name,
                          output_name=output_name, input_shape=shape[1:],
-                         rename_scope=_signature_scope)
+                         rename_scope=_signature_scopes)
 
 
-def _signature_scope(raw):
-    """A frozen signature inlines its function: `StatefulPartitionedCall/model_1/conv_1` is the
-    layer `model_1/conv_1`; `Func/…` scopes hold the inlined call's plumbing, no layers."""
-    if raw.startswith("Func/") or raw == "Func":
-        return None
-    while raw.startswith("StatefulPartitionedCall/"):
-        raw = raw[len("StatefulPartitionedCall/"):]
-    return None if raw == "StatefulPartitionedCall" else raw
+def _signature_scopes(raws):
+    """A frozen signature inlines its function: `StatefulPartitionedCall/model_1/conv_1` is
+    the layer `model_1/conv_1`, and `Func/…` scopes hold the call's plumbing, no layers. When
+    the scopes are a Keras 3 trace's (one model scope, `_N` on it and on every layer), layers
+    get their Keras names, `model_1/conv_1` → `conv`, and scopes inside a layer
+    (`conv_bn_1/batchnorm`) are no layers."""
+    inner = {}
+    for raw in raws:
+        name = raw
+        while name.startswith("StatefulPartitionedCall/"):
+            name = name[len("StatefulPartitionedCall/"):]
+        if not (name == "Func" or name.startswith("Func/") or name == "StatefulPartitionedCall"):
+            inner[raw] = name
+    parts = {raw: name.split("/") for raw, name in inner.items()}
+    tops = {components[0] for components in parts.values()}
+    if len(tops) == 1 and re.search(r"_\d+$", next(iter(tops))):
+        for raw, components in parts.items():
+            keras_scope = all(re.search(r"_\d+$", c) for c in components)
+            inner[raw] = "/".join(re.sub(r"_\d+$", "", c) for c in components[1:]) \
+                if keras_scope and len(components) > 1 else None
+    return {raw: inner.get(raw) for raw in raws}
