@@ -1,7 +1,8 @@
 """`make bench`: what the toolkit costs, as ratios measured in one run.
 
 Per network (each in its own process, so peak RSS is per configuration), with warm-up and the
-median of several repetitions, in ms per image:
+median of several repetitions, in ms per image (`keras .keras 0.75`: Keras 3's MobileNet with the
+real weights, saved as .keras and imported; its floor is that imported graph without override):
   (a) forward only;
   (b) the floor: forward + the plain gradient of the max logit w.r.t. the input, one
       session.run on a graph without override;
@@ -26,9 +27,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 MOBILENET_075 = os.path.join(REPO, "checkpoints", "mobilenet_v1_075")
+TFJS_WEIGHTS = os.path.join(REPO, "..", "shared", "weights", "mobilenet_v1_0.75_224_tfjs")
 XPLIQUE_PAIR_MS, PEER_FLOOR_MS = 15.2, 7.6  # peers' MobileNet 0.75 at batch 16, 2 cores
-CONFIGS = [("mobilenet_v1_075", "real"), ("mobilenet_v1", "random"),
-           ("resnet_v1_50", "random"), ("vgg_16", "random")]
+CONFIGS = [("mobilenet_v1_075", "real"), ("keras_mobilenet_075", "real"),
+           ("mobilenet_v1", "random"), ("resnet_v1_50", "random"), ("vgg_16", "random")]
+KERAS_BATCH_SIZES = (8, 16, 32)
 
 
 def _interleaved_times(runs, batch_size, budget_s=6.0, max_reps=9, min_reps=5, warm_up=2):
@@ -106,6 +109,59 @@ def measure_network(network, weights, batch_sizes, results):
             lambda: session.run(gradient, {images: batch}),
             lambda: explainer.explain(batch)], batch_size)
         rows.append((network, weights, batch_size, statistics.median(forward),
+                     statistics.median(floor), statistics.median(explain)))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    results.put((rows, peak_mib))
+
+
+def _imported_floor_graph(source):
+    """The floor for an imported model: the very graph the explainer imports, placed without
+    the override, forward + plain ∂(max score)/∂input in one run."""
+    import tensorflow.compat.v1 as tf
+
+    from guided_gradcam.explainer import session_config
+    from guided_gradcam.heads import find_head
+
+    graph = tf.Graph()
+    with graph.as_default():
+        height, width, channels = source.check_input_size()
+        images = tf.placeholder(tf.uint8, [None, height, width, channels])
+        net_input = source.preprocessing(tf.cast(images, tf.float32))
+        placed = source.place(net_input)
+        scores = find_head(placed.output).scores
+        gradient = tf.gradients(tf.reduce_sum(tf.reduce_max(scores, axis=1)), net_input)[0]
+        session = tf.Session(config=session_config())
+        placed.restore(session)
+    graph.finalize()
+    return session, images, scores, gradient
+
+
+def measure_keras_mobilenet(batch_sizes, results):
+    """Keras 3 MobileNet V1 0.75 with the real weights, saved as .keras and imported."""
+    import numpy as np
+
+    from guided_gradcam.tf_startup import import_tensorflow_quietly
+    import_tensorflow_quietly()
+    from guided_gradcam import GuidedGradCam
+    from guided_gradcam.keras_mobilenet import build_keras_mobilenet
+    from guided_gradcam.tf_eager import eager
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "mobilenet.keras")
+        model = build_keras_mobilenet(TFJS_WEIGHTS)
+        with eager():
+            model.save(path)
+        explainer = GuidedGradCam(path, preprocess="inception")
+        session, images, scores, gradient = _imported_floor_graph(explainer.source)
+    rows = []
+    rng = np.random.default_rng(0)
+    for batch_size in batch_sizes:
+        batch = rng.integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)
+        forward, floor, explain = _interleaved_times([
+            lambda: session.run(scores, {images: batch}),
+            lambda: session.run(gradient, {images: batch}),
+            lambda: explainer.explain(batch)], batch_size)
+        rows.append(("keras .keras 0.75", "real", batch_size, statistics.median(forward),
                      statistics.median(floor), statistics.median(explain)))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     results.put((rows, peak_mib))
@@ -242,8 +298,11 @@ def main():
     for network, weights in CONFIGS:
         if network not in args.networks.split(","):
             continue
-        sizes = sorted(set(batch_sizes) | ({16} if network == "mobilenet_v1_075" else set()))
-        rows, peak = _in_child(measure_network, network, weights, sizes)
+        if network == "keras_mobilenet_075":
+            rows, peak = _in_child(measure_keras_mobilenet, KERAS_BATCH_SIZES)
+        else:
+            sizes = sorted(set(batch_sizes) | ({16} if network == "mobilenet_v1_075" else set()))
+            rows, peak = _in_child(measure_network, network, weights, sizes)
         for name, kind, batch, forward, floor, explain in rows:
             print("%-17s %-6s %5d %7.1f ms %7.1f ms %8.1f ms %7.3f %6.0f MiB" % (
                 name, kind, batch, forward, floor, explain, explain / floor, peak))

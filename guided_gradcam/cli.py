@@ -98,6 +98,8 @@ def _print_result(job, explanation, labels):
 
 def _print_run_header(explainer):
     """Once per run: what the model is, how pixels reach it, what GBP does not guide."""
+    from guided_gradcam.activations import describe
+
     source = explainer.source
     print("model: %s (%s, %d score%s), input %dx%dx%d, preprocessing %s: %s; Grad-CAM layer %s"
           % (source.name, explainer.task, explainer.num_scores,
@@ -110,6 +112,8 @@ def _print_run_header(explainer):
 
 
 def _feeds(texts):
+    from guided_gradcam.tensor_names import parse_feed
+
     return dict(parse_feed(text) for text in texts or ())
 
 
@@ -126,7 +130,6 @@ def main(argv):
         from guided_gradcam.networks import get_network
         from guided_gradcam.pipeline import Progress, plan_jobs, run_jobs
         from guided_gradcam.preprocessing import get_preprocessing
-        from guided_gradcam.tensor_names import parse_feed
 
         input_size = parse_input_size(FLAGS.input_size)
         kinds = parse_outputs(FLAGS.outputs)
@@ -149,7 +152,6 @@ def main(argv):
         if not jobs:
             return 1 if missing or not paths else 0
         import_tensorflow_quietly()
-        from guided_gradcam.activations import describe
         from guided_gradcam.explainer import GuidedGradCam
 
         with GuidedGradCam(FLAGS.model or FLAGS.network, FLAGS.checkpoint, FLAGS.layer,

@@ -13,6 +13,11 @@ filter (a few thousand numbers) instead of the activation gradient (millions). T
 gradient finds dy and k in a per-graph table keyed by the exact tensor the BatchNorm gradient
 returned, so any other path into the conv (a sum of gradients) keeps the plain product.
 
+Keras 3 freezes an inference BatchNorm into plain arithmetic, conv · k + b (Mul, AddV2), and
+tf-keras keeps FusedBatchNormV3. The Mul of a conv's output by a per-channel factor that does not
+depend on the input gets the same fold: its gradient records (dy, k) for the conv before it.
+Every other Mul keeps TensorFlow's own gradient.
+
 A Conv2D whose VALID kernel covers its whole input (VGG's fc6, 7×7×512×4096 on a 7×7 map; the
 1×1 convs on 1×1 maps after it) is a fully connected layer: its gradients are one MatMul each,
 which runs 3-6x faster than Conv2DBackpropInput on that shape. Other convs keep the stock ops.
@@ -20,6 +25,7 @@ which runs 3-6x faster than Conv2DBackpropInput on that shape. Other convs keep 
 import weakref
 
 import tensorflow.compat.v1 as tf
+from tensorflow.python.ops import math_grad  # TF's own Mul gradient, which _mul_grad extends
 
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.gradient_registry import register_once
@@ -27,7 +33,9 @@ from guided_gradcam.gradient_registry import register_once
 INFERENCE_BATCH_NORM = "GuidedGradCamInferenceBatchNorm"
 CONV2D = "GuidedGradCamConv2D"
 DEPTHWISE_CONV2D = "GuidedGradCamDepthwiseConv2D"
+MUL = "GuidedGradCamMul"
 OVERRIDE_MAP = {
+    "Mul": MUL,
     "FusedBatchNorm": INFERENCE_BATCH_NORM,
     "FusedBatchNormV2": INFERENCE_BATCH_NORM,
     "FusedBatchNormV3": INFERENCE_BATCH_NORM,
@@ -62,6 +70,35 @@ def _inference_batch_norm_grad(op, grad_y, *unused_grads):
     grad_gamma = tf.reduce_sum(grad_y * normalized, reduce_axes)
     grad_beta = tf.reduce_sum(grad_y, reduce_axes)
     return grad_x, grad_gamma, grad_beta, None, None
+
+
+def _depends_on_a_placeholder(tensor, memo):
+    """Whether `tensor` varies with any fed value (the images): a BatchNorm factor does not."""
+    op = tensor.op
+    if op not in memo:
+        memo[op] = op.type in ("Placeholder", "PlaceholderWithDefault") or any(
+            _depends_on_a_placeholder(t, memo) for t in op.inputs)
+    return memo[op]
+
+
+def _mul_grad(op, grad):
+    """TF's Mul gradient; for conv output · per-channel constant, also the conv's fold."""
+    stock = math_grad._MulGrad(op, grad)
+    for conv_side, factor_side in ((0, 1), (1, 0)):
+        conv, factor = op.inputs[conv_side], op.inputs[factor_side]
+        if (conv.op.type in ("Conv2D", "DepthwiseConv2dNative") and conv.shape.ndims == 4
+                and conv.shape[-1] is not None and op.outputs[0].shape.ndims == 4
+                and factor.shape.is_fully_defined() and factor.shape.ndims >= 1
+                and factor.shape.num_elements() == conv.shape[-1]
+                and factor.shape[:-1].num_elements() == 1
+                and not _depends_on_a_placeholder(factor, {})):
+            grad_conv = grad * factor  # the stock value: factor broadcasts along channels
+            _BATCH_NORM_FACTORS.setdefault(grad_conv.graph, {})[grad_conv.name] = (
+                grad, tf.reshape(factor, [-1]))
+            grads = list(stock)
+            grads[conv_side] = grad_conv
+            return tuple(grads)
+    return stock
 
 
 def _is_fully_connected(op):
@@ -121,6 +158,7 @@ def _depthwise_conv2d_grad(op, grad):
                 input=x, filter_sizes=kernel_shape, out_backprop=grad, **attrs))
 
 
-register_once(__name__, {INFERENCE_BATCH_NORM: "_inference_batch_norm_grad",
+register_once(__name__, {MUL: "_mul_grad",
+                         INFERENCE_BATCH_NORM: "_inference_batch_norm_grad",
                          CONV2D: "_conv2d_grad",
                          DEPTHWISE_CONV2D: "_depthwise_conv2d_grad"})

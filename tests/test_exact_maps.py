@@ -15,6 +15,7 @@ import tensorflow.compat.v1 as tf
 
 from guided_gradcam.graph import build_explanation_graph
 from guided_gradcam.networks import NETWORKS, NetworkSpec
+from guided_gradcam.sources.slim import SlimSource
 
 
 def _toy_weights():
@@ -99,7 +100,7 @@ def bilinear_half_pixel(image, height, width):
 
 @pytest.fixture(scope="module")
 def toy():
-    graph = build_explanation_graph(TOY, 3)
+    graph = build_explanation_graph(SlimSource(TOY, 3))
     session = tf.Session(graph=graph.graph)
     yield graph, session
     session.close()
@@ -185,7 +186,7 @@ def test_default_target_skips_a_background_logit():
     spec = NetworkSpec(**{**TOY.__dict__, "build": build_with_loud_background})
     images = _toy_images(5, 3)
     for background, expected_floor in ((0, 0), (1, 1)):
-        graph = build_explanation_graph(spec, 3, background_logits=background)
+        graph = build_explanation_graph(SlimSource(spec, 3, background_logits=background))
         with tf.Session(graph=graph.graph) as session:
             targets, logits = session.run([graph.targets, graph.logits],
                                           {graph.images: images, graph.labels: [-1, -1, -1]})
@@ -265,7 +266,7 @@ def _network_under_test(name, layer, folder):
         _randomise_normalisation(plain.session, np.random.default_rng(SEED))
         prefix = tf.train.Saver().save(plain.session, str(folder / name), write_meta_graph=False)
     guided = _reference_graph(spec, layer, guided=True)
-    explained = build_explanation_graph(spec, 1000, layer=layer)
+    explained = build_explanation_graph(SlimSource(spec, 1000), layer=layer)
     sessions = [plain.session]
     for graph in (guided.graph, explained.graph):
         with graph.as_default():
@@ -384,11 +385,11 @@ def test_vgg_cam_uses_plain_gradients_through_fc_relus(vgg_16):
 def test_relus_between_the_layer_and_the_logits_are_found(vgg_16):
     from guided_gradcam.graph import relus_between
 
-    toy = build_explanation_graph(TOY, 3)
+    toy = build_explanation_graph(SlimSource(TOY, 3))
     assert len(relus_between(toy.activations, toy.logits)) == 1  # the hidden dense layer's
     vgg = vgg_16.explained  # the default layer, conv5_3
     assert len(relus_between(vgg.activations, vgg.logits)) == 2, "fc6's and fc7's"
     for network in ("mobilenet_v1_075", "resnet_v1_50"):
-        graph = build_explanation_graph(NETWORKS[network], 1000)
+        graph = build_explanation_graph(SlimSource(NETWORKS[network], 1000))
         found = relus_between(graph.activations, graph.logits)
         assert found == [], (network, found)

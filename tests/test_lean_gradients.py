@@ -80,8 +80,11 @@ def test_conv2d_gradient_equals_tensorflows_own(x_shape, kernel_shape, conv_args
     assert ("Conv2DBackpropInput" not in our_ops) == fully_connected
 
 
-def _conv_batch_norm_gradients(overridden, depthwise, also_read_conv_output=False):
-    """∂/∂x and ∂/∂kernel through conv → inference BatchNorm, and the ops behind ∂/∂x."""
+def _conv_batch_norm_gradients(overridden, depthwise, also_read_conv_output=False,
+                               arithmetic=False):
+    """∂/∂x and ∂/∂kernel through conv → inference BatchNorm, and the ops behind ∂/∂x.
+    arithmetic: the BatchNorm as Keras 3 freezes it, conv · k + (β − μ k) with
+    k = γ / √(σ² + ε), instead of one FusedBatchNorm op."""
     rng = np.random.default_rng(2)
     channels = 6
     graph = tf.Graph()
@@ -95,8 +98,13 @@ def _conv_batch_norm_gradients(overridden, depthwise, also_read_conv_output=Fals
         with guided_override(graph) if overridden else contextlib.nullcontext():
             conv = (tf.nn.depthwise_conv2d(x, kernel, [1, 2, 2, 1], "SAME") if depthwise
                     else tf.nn.conv2d(x, kernel, 2, "SAME"))
-            y = tf.nn.fused_batch_norm(conv, gamma, beta, mean, variance, 1e-3,
-                                       is_training=False)[0]
+            if arithmetic:
+                factor = gamma * tf.math.rsqrt(variance + 1e-3)
+                y = conv * factor + (beta - mean * factor)
+                assert y.op.inputs[0].op.type == "Mul"
+            else:
+                y = tf.nn.fused_batch_norm(conv, gamma, beta, mean, variance, 1e-3,
+                                           is_training=False)[0]
             if also_read_conv_output:  # a second path into the conv: nothing may be folded
                 y = y + conv
         upstream = tf.constant(rng.normal(size=y.shape.as_list()).astype(np.float32))
@@ -108,11 +116,13 @@ def _conv_batch_norm_gradients(overridden, depthwise, also_read_conv_output=Fals
             return session.run(grads), activation_products
 
 
+@pytest.mark.parametrize("arithmetic", [False, True], ids=["fused", "keras3_arithmetic"])
 @pytest.mark.parametrize("depthwise", [False, True])
 @pytest.mark.parametrize("also_read_conv_output", [False, True])
-def test_batch_norm_factor_folded_into_the_conv_filter(depthwise, also_read_conv_output):
+def test_batch_norm_factor_folded_into_the_conv_filter(depthwise, also_read_conv_output,
+                                                       arithmetic):
     (ours, our_products), (stock, _) = (
-        _conv_batch_norm_gradients(overridden, depthwise, also_read_conv_output)
+        _conv_batch_norm_gradients(overridden, depthwise, also_read_conv_output, arithmetic)
         for overridden in (True, False))
     for mine, theirs in zip(ours, stock):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)

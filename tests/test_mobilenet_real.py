@@ -7,6 +7,7 @@ import tf_slim as slim
 from guided_gradcam import load_photo
 from guided_gradcam.graph import build_explanation_graph
 from guided_gradcam.networks import NETWORKS
+from guided_gradcam.sources.slim import SlimSource
 from models import mobilenet_v1
 from test_exact_maps import bilinear_half_pixel
 
@@ -153,8 +154,8 @@ def _assert_gbp_equals_the_reference(actual, reference, cat_dog, target):
 @pytest.fixture(scope="module")
 def earlier_layer(explainer):
     """The explanation graph of the real MobileNet at EARLIER_LAYER, restored."""
-    graph = build_explanation_graph(NETWORKS["mobilenet_v1_075"], explainer.labels.num_logits,
-                                    layer=EARLIER_LAYER)
+    graph = build_explanation_graph(
+        SlimSource(NETWORKS["mobilenet_v1_075"], explainer.labels.num_logits), layer=EARLIER_LAYER)
     with graph.graph.as_default():
         session = tf.Session()
         tf.train.Saver().restore(session, explainer.checkpoint)
