@@ -142,6 +142,8 @@ def main(argv):
             label = LabelSpace(1000).resolve(label) if label is not None else None
         elif FLAGS["network"].present:
             raise GuidedGradCamError("pass --network or --model, not both")
+        elif not os.path.exists(FLAGS.model):
+            raise GuidedGradCamError("model %s does not exist" % FLAGS.model)
         paths, missing = collect_image_paths(FLAGS.image)
         for message in missing:
             _error(message)

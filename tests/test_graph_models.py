@@ -382,6 +382,13 @@ def test_slim_reference_data_discriminates(slim_reference):
     assert 0.02 < saturated and 0.02 < off  # both of ReLU6's gates close somewhere
 
 
+def test_training_mode_batch_norm_is_refused(slim_model):
+    for model in (slim_model["meta"], slim_model["pb"]):
+        with pytest.raises(GuidedGradCamError, match="batch statistics.*is_training=True"):
+            GuidedGradCam(model, input="input:0", output="probs", feeds={"is_training": True},
+                          layer="conv2", preprocess="unit")
+
+
 # --- (b) the same graph frozen -------------------------------------------------------------------
 
 def test_frozen_graph_equals_the_references(slim_model, slim_images, slim_reference):

@@ -134,7 +134,7 @@ def runs(tmp_path_factory):
 
 @pytest.mark.parametrize("name, expected", [
     ("missing_model", ["nowhere.keras", "does not exist"]),
-    ("corrupt_keras", ["cannot load Keras model", "corrupt.keras"]),
+    ("corrupt_keras", ["cannot load Keras model", "corrupt.keras", "not a .keras archive"]),
     ("corrupt_h5", ["cannot load Keras model", "corrupt.h5"]),
     ("corrupt_pb", ["corrupt.pb", "is not a GraphDef"]),
     ("corrupt_meta", ["corrupt.meta", "is not a TF 1 MetaGraphDef"]),

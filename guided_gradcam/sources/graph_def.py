@@ -53,6 +53,29 @@ def check_no_guided_ops_in_functions(graph_def, name):
             % (name, ", ".join(hidden[:3]), ", ".join(calls[:3])))
 
 
+def refuse_training_batch_norm(graph, scope, library, name):
+    """A BatchNorm that normalises with batch statistics (is_training fed True into a TF 1
+    graph's cond) would make each image's maps depend on its batch: refused, as the lean
+    gradient refuses one outside a cond. The predicate is a constant here: feeds are bound at
+    import."""
+    training = {function.signature.name for function in library.function
+                if any(node.op.startswith("FusedBatchNorm") and node.attr["is_training"].b
+                       for node in function.node_def)}
+    if not training:
+        return
+    for op in graph.get_operations():
+        if not op.name.startswith(scope) or op.type not in ("If", "StatelessIf"):
+            continue
+        predicate = tf.get_static_value(op.inputs[0])  # None: not fed (refused later), or
+        if predicate is None:                           # a default that decides at run time
+            continue
+        if op.get_attr("then_branch" if predicate else "else_branch").name in training:
+            raise GuidedGradCamError(
+                "%s normalises with batch statistics in %s (is_training=True): explanations "
+                "need the inference-mode network; feed is_training=false" % (
+                    name, op.name[len(scope):]))
+
+
 def _placeholders(graph_def):
     return [node for node in graph_def.node if node.op == "Placeholder"]
 
@@ -142,6 +165,8 @@ class GraphDefSource(ModelSource):
         except (ValueError, KeyError) as error:
             raise _import_error(error, self.graph_def, self.name) from None
         scope = SCOPE + "/"
+        refuse_training_batch_norm(tf.get_default_graph(), scope, self.graph_def.library,
+                                   self.name)
         layers, aliases = scope_layers(scope, net_input, output, self._rename_scope)
         return PlacedModel(output=output, layers=layers, default_layer=default_layer(layers),
                            restore=lambda session: None, scope=scope, layer_aliases=aliases)

@@ -7,6 +7,7 @@ outer model, e.g. `conv_pw_13_relu` or `base/conv1`.
 """
 import os
 import re
+import zipfile
 
 from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.sources.graph_def import GraphDefSource
@@ -22,6 +23,10 @@ def load_keras_model(path):
     """A model saved by Keras 3 or tf-keras (each reads its own files; try Keras 3 first)."""
     if not os.path.exists(path):
         raise GuidedGradCamError("model file %s does not exist" % path)
+    # Keras reports a damaged .keras archive as "File not found": say what it is.
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise GuidedGradCamError("cannot load Keras model %s: not a .keras archive (a zip file)"
+                                 % path)
     errors = []
     with eager():
         for module in ("keras", "tf_keras"):

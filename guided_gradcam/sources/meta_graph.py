@@ -8,7 +8,7 @@ import tensorflow.compat.v1 as tf
 from guided_gradcam.errors import CheckpointError, GuidedGradCamError, first_line
 from guided_gradcam.sources.base import ModelSource, PlacedModel
 from guided_gradcam.sources.graph_def import (
-    check_no_guided_ops_in_functions, check_node_name, default_input_name, default_output_name, input_shape_of, scope_layers,
+    check_no_guided_ops_in_functions, check_node_name, refuse_training_batch_norm, default_input_name, default_output_name, input_shape_of, scope_layers,
     default_layer, _tensor_name, SCOPE)
 
 
@@ -61,6 +61,7 @@ class MetaGraphSource(ModelSource):
         except (ValueError, KeyError) as error:
             raise GuidedGradCamError("cannot import %s: %s" % (self.name, first_line(error))) from None
         output = graph.get_tensor_by_name(SCOPE + "/" + self.output_name)
+        refuse_training_batch_norm(graph, SCOPE + "/", self.meta.graph_def.library, self.name)
         layers, aliases = scope_layers(SCOPE + "/", net_input, output)
 
         def restore(session):
