@@ -6,7 +6,7 @@ SHARED ?= ../shared
 TFJS_WEIGHTS := $(SHARED)/weights/mobilenet_v1_0.75_224_tfjs
 MOBILENET_075 := checkpoints/mobilenet_v1_075/mobilenet_v1_0.75_224.ckpt
 
-.PHONY: demo figures test install checkpoint clean
+.PHONY: demo keras-demo figures test install checkpoint clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,18 @@ checkpoint: install
 
 demo: checkpoint
 	$(PY) inference.py --image images/cat.jpg --label 282 --output_dir output
+
+# Your own model, shown on Keras 3's MobileNet V1 0.75 with the same real weights (../shared),
+# saved as a .keras file and explained through --model.
+KERAS_MOBILENET := checkpoints/keras/mobilenet_v1_075.keras
+$(KERAS_MOBILENET): $(VENV)/.installed
+	mkdir -p $(dir $@)
+	$(PY) -m guided_gradcam.keras_mobilenet --model_dir $(TFJS_WEIGHTS) \
+	  --sha256 $(TFJS_WEIGHTS).sha256 --output $@
+
+keras-demo: $(KERAS_MOBILENET)
+	$(PY) inference.py --model $(KERAS_MOBILENET) --preprocess inception --labels_file imagenet \
+	  --image images/cat.jpg --label 282 --output_dir output/keras
 
 # The paper's Figure 1 on its own photo (output/figures/, not committed: the photo is not ours),
 # then the README's gallery from the photos in images/ (docs/gallery/, committed). The gallery

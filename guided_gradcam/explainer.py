@@ -113,17 +113,21 @@ class GuidedGradCam:
             model, checkpoint=checkpoint, checkpoints_dir=checkpoints_dir, download=download,
             progress=progress, input=input, output=output, feeds=feeds, signature=signature,
             preprocess=preprocess, input_size=input_size)
-        self._graph = build_explanation_graph(self.source, layer, input_size)
+        # ImageNet's names for a model only when asked; with 1001 scores, logit 0 is background.
+        self._graph = build_explanation_graph(self.source, layer, input_size,
+                                              imagenet_background=labels_file == "imagenet")
         g = self._graph
         self.task = g.head.task
         num_scores = g.head.scores.shape[-1]
         explainable = g.head.explained.shape[-1]
+        classes = explainable - g.background_logits
         names = self.source.class_names
         if labels_file is not None:
-            names = read_labels_file(labels_file, explainable - g.model.background_logits)
-        if g.head.task == heads.REGRESSION:
+            names = read_labels_file(labels_file, classes)
+        elif g.head.task == heads.REGRESSION:
             names = names or ("value",)
-        self.labels = LabelSpace(explainable, names, g.model.background_logits)
+        names = names or tuple("class %d" % index for index in range(classes))
+        self.labels = LabelSpace(explainable, names, g.background_logits)
         self.num_scores = num_scores
         self.checkpoint = getattr(self.source, "checkpoint", None)
         self.layer = g.layer

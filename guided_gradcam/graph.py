@@ -41,6 +41,7 @@ class ExplanationGraph:
     layer_names: tuple  # every named layer usable as the Grad-CAM layer
     head: Head
     model: PlacedModel  # feeds, restore
+    background_logits: int  # leading scores that are never the predicted class
     unguided: dict  # {activation: count}: what GBP passes with its ordinary gradient
 
 
@@ -49,12 +50,14 @@ def relus_between(start, end):
     return sorted(op.name for op in ops_between(start, end) if op.type in OVERRIDE_MAP)
 
 
-def build_explanation_graph(source, layer=None, input_size=None):
+def build_explanation_graph(source, layer=None, input_size=None, imagenet_background=False):
     """Places `source`'s model (a `sources.base.ModelSource`) in a new graph under the guided
     override and builds every map of the paper on top of it.
 
     layer: a layer name, tensor or op name; None → the source's default layer.
     input_size: (height, width) where the model allows another size than its own.
+    imagenet_background: 1001 scores are ImageNet's with a background class first, which is
+    never the predicted class (the source says so itself for slim checkpoints).
     """
     height, width, channels = source.check_input_size(input_size)
     graph = tf.Graph()
@@ -74,7 +77,8 @@ def build_explanation_graph(source, layer=None, input_size=None):
                     **activations_report.unguide_non_activation_relus(path)}
 
         explained = head.explained
-        background = model.background_logits
+        background = model.background_logits or int(
+            imagenet_background and explained.shape[-1] == 1001)
         predicted = background + tf.argmax(
             explained[:, background:], axis=1, output_type=tf.int32)
         targets = tf.where(labels >= 0, labels, predicted, name="targets")
@@ -118,7 +122,8 @@ def build_explanation_graph(source, layer=None, input_size=None):
         graph=graph, images=images, labels=labels, counterfactual=counterfactual,
         targets=targets, logits=head.scores, activations=activations, cam_lowres=cam_lowres,
         cam=cam, gbp=gbp, guided_gradcam=guided_gradcam, layer=layer,
-        layer_names=tuple(model.layers), head=head, model=model, unguided=unguided)
+        layer_names=tuple(model.layers), head=head, model=model, unguided=unguided,
+        background_logits=background)
 
 
 def _check_all_placeholders_fed(fetches, ours, feeds, scope):

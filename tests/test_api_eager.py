@@ -16,6 +16,21 @@ with GuidedGradCam("mobilenet_v1_075", checkpoint=%r, progress=None) as explaine
     explanation, = explainer.explain_photos([load_photo(%r)])
 assert tf.executing_eagerly()  # the caller's mode is left as it was
 print(explanation.label, explanation.cam.shape, explanation.gbp.shape)
+
+# The notebook case: an in-memory Keras 3 model, its probabilities as Keras computes them.
+import keras
+import numpy as np
+inputs = keras.Input((32, 32, 3))
+hidden = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(hidden))
+model = keras.Model(inputs, outputs)
+images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+with GuidedGradCam(model) as explainer:
+    explanations = explainer.explain(images)
+assert tf.executing_eagerly()
+expected = model.predict(images.astype(np.float32), verbose=0)
+np.testing.assert_allclose([e.probabilities for e in explanations], expected, rtol=1e-5, atol=1e-6)
+print(explainer.layer, explanations[0].cam_lowres.shape)
 """
 
 
@@ -24,4 +39,6 @@ def test_api_works_with_eager_execution_left_on(mobilenet_075_checkpoint, cat_do
         [sys.executable, "-c", SCRIPT % (str(mobilenet_075_checkpoint), str(cat_dog_path))],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert completed.stdout.split("\n")[0] == "282 (224, 224) (224, 224, 3)", completed.stdout
+    lines = completed.stdout.split("\n")
+    assert lines[0] == "282 (224, 224) (224, 224, 3)", completed.stdout
+    assert lines[1] == "conv (30, 30)", completed.stdout

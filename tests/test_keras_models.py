@@ -229,3 +229,24 @@ def test_tf_keras_model_matches_the_same_weights_in_keras_3(tmp_path):
         np.testing.assert_allclose(keras2.cam_lowres, keras3.cam_lowres, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(keras2.gbp, keras3.gbp, rtol=1e-4,
                                    atol=1e-5 * np.abs(keras3.gbp).max())
+
+
+def test_class_names_are_imagenets_only_when_asked():
+    """A model's classes are 'class N' unless --labels_file names them; with 1001 scores and
+    'imagenet', score 0 is the background class, never the predicted one."""
+    images = np.random.default_rng(4).integers(0, 256, (1, SIZE, SIZE, 3)).astype(np.uint8)
+    with eager():
+        keras.utils.set_random_seed(6)
+        model, _ = build(keras, PLAIN, units=1001)
+        bias = model.get_layer("scores").bias
+        bias.assign(np.r_[100.0, np.zeros(1000)].astype(np.float32))  # background always wins
+    with GuidedGradCam(model, layer="features") as explainer:
+        plain, = explainer.explain(images)
+        assert (plain.label, explainer.labels.name(plain.label)) == (0, "class 0")
+        assert len(explainer.labels) == 1001
+    with GuidedGradCam(model, layer="features", labels_file="imagenet") as explainer:
+        named, = explainer.explain(images)
+        assert len(explainer.labels) == 1000 and named.logits.shape == (1000,)
+        assert named.label == int(np.argmax(plain.logits[1:]))
+        assert explainer.labels.name(named.label) == explainer.labels.names[named.label].split(",")[0]
+        assert explainer.labels.resolve("tiger cat") == 282
