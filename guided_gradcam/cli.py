@@ -163,8 +163,7 @@ def main(argv):
                            labels_file=FLAGS.labels_file) as explainer:
             if label is not None:
                 label = explainer.labels.resolve(label)
-            if FLAGS.model is not None:
-                _print_run_header(explainer)
+            _print_run_header(explainer)
             failures = run_jobs(
                 explainer, jobs, label, FLAGS.output_dir, FLAGS.batch_size,
                 FLAGS.counterfactual, kinds, report=_print_result, error=_error,

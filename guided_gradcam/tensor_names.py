@@ -72,12 +72,3 @@ def parse_feed(text):
         except ValueError:
             pass
     return name.strip(), value
-
-
-def feeds_by_tensor(graph, feeds, scope=""):
-    """{name: value} → {placeholder tensor: value}, each name checked."""
-    resolved = {}
-    for name, value in (feeds or {}).items():
-        tensor = find_tensor(graph, name, scope, what="tensor to feed")
-        resolved[tensor] = value
-    return resolved

@@ -1,6 +1,8 @@
 """Shared test set-up: graph mode, and the real data that must be present (never skipped)."""
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,15 @@ def renames(monkeypatch):
         return replace(src, dst, **kwargs)
     monkeypatch.setattr(os, "replace", recording)
     return recorded
+
+
+def run_cli(args, output_dir):
+    """inference.py with `args`, writing into output_dir, as a user runs it: TF's own log level
+    left unset, so the CLI's quieting is what keeps stderr clean."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GUIDED_GRADCAM_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")}
+    completed = subprocess.run(
+        [sys.executable, "inference.py", *map(str, args), "--output_dir", str(output_dir)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    completed.output_dir = output_dir
+    return completed

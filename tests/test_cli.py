@@ -8,10 +8,9 @@ import concurrent.futures
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_cli
 import numpy as np
 import pytest
 from PIL import Image
@@ -33,16 +32,6 @@ def png_size(path):
     with Image.open(path) as image:
         assert image.mode == "RGB", (path, image.mode)
         return image.size
-
-
-def run_cli(args, output_dir):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GUIDED_GRADCAM_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")}
-    completed = subprocess.run(
-        [sys.executable, "inference.py", *map(str, args), "--output_dir", str(output_dir)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    completed.output_dir = output_dir
-    return completed
 
 
 def make_image_folder(folder):

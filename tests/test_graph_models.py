@@ -12,9 +12,6 @@
 Each comparison also checks that the data tells the right answer from the wrong one.
 """
 import concurrent.futures
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -24,9 +21,11 @@ import tensorflow as tf2
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
+from conftest import run_cli
 from guided_gradcam import GuidedGradCam, tf_compat  # noqa: F401  (tf_compat: slim.batch_norm)
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.tf_eager import eager
+from guided_references import guided_relu, guided_relu6
 
 import tf_slim as slim  # noqa: E402  (after tf_compat's module aliases)
 
@@ -67,16 +66,6 @@ def write_png(path, image):
 
 
 # --- CLI runs, as tests/test_cli.py makes them ---------------------------------------------------
-
-def run_cli(args, output_dir):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GUIDED_GRADCAM_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")}
-    completed = subprocess.run(
-        [sys.executable, "inference.py", *map(str, args), "--output_dir", str(output_dir)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    completed.output_dir = output_dir
-    return completed
-
 
 class Runs(dict):
     """name → future; indexing waits for that run and gives its CompletedProcess, so the runs
@@ -243,21 +232,6 @@ def keras_models(tmp_path_factory):
         model.save(folder / "nested.keras")
     return dict(model=model, saved_model=str(folder / "saved_model"),
                 keras_file=str(folder / "nested.keras"))
-
-
-# Guided ReLUs of this test's own for the eager references.
-@tf2.custom_gradient
-def guided_relu(x):
-    def grad(dy):
-        return dy * tf2.cast(dy > 0, dy.dtype) * tf2.cast(x > 0, dy.dtype)
-    return tf2.nn.relu(x), grad
-
-
-@tf2.custom_gradient
-def guided_relu6(x):
-    def grad(dy):
-        return dy * tf2.cast(dy > 0, dy.dtype) * tf2.cast((x > 0) & (x < 6), dy.dtype)
-    return tf2.nn.relu6(x), grad
 
 
 PLAIN = dict(relu=tf2.nn.relu, relu6=tf2.nn.relu6)

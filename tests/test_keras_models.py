@@ -15,22 +15,9 @@ import tf_keras
 
 from guided_gradcam import GuidedGradCam
 from guided_gradcam.tf_eager import eager
+from guided_references import guided_relu, guided_relu6
 
 SIZE = 16
-
-
-@tf2.custom_gradient
-def guided_relu(x):
-    def grad(dy):
-        return dy * tf2.cast(dy > 0, dy.dtype) * tf2.cast(x > 0, dy.dtype)
-    return tf2.nn.relu(x), grad
-
-
-@tf2.custom_gradient
-def guided_relu6(x):
-    def grad(dy):
-        return dy * tf2.cast(dy > 0, dy.dtype) * tf2.cast((x > 0) & (x < 6), dy.dtype)
-    return tf2.nn.relu6(x), grad
 
 
 PLAIN = {"relu": "relu", "relu6": "relu6"}

@@ -7,8 +7,6 @@ two at a time, in the module fixture `runs`; the two flag errors fail before TF 
 """
 import concurrent.futures
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -18,6 +16,7 @@ import tensorflow as tf2
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
+from conftest import run_cli
 from guided_gradcam import tf_compat  # noqa: F401  (slim.batch_norm under tf-keras 2.x)
 from guided_gradcam.tf_eager import eager
 
@@ -25,16 +24,6 @@ import tf_slim as slim  # noqa: E402  (after tf_compat's module aliases)
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
-
-
-def run_cli(args, output_dir):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GUIDED_GRADCAM_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")}
-    completed = subprocess.run(
-        [sys.executable, "inference.py", *map(str, args), "--output_dir", str(output_dir)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    completed.output_dir = output_dir
-    return completed
 
 
 def write_corrupt_files(folder, rng):

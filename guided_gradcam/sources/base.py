@@ -22,7 +22,6 @@ class PlacedModel:
     background_logits: int = 0  # leading logits that are never a predicted class (slim 1001)
     scope: str = ""  # prefix of the model's op names in the graph ("" or "model/")
     layer_aliases: Dict[str, str] = dataclasses.field(default_factory=dict)  # alias → layer name
-    unguided: Dict[str, int] = dataclasses.field(default_factory=dict)  # activation → count
 
 
 class ModelSource:

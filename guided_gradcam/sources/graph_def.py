@@ -140,13 +140,8 @@ class GraphDefSource(ModelSource):
         self.name = name
         self.preprocessing = preprocessing
         self.feeds = dict(feeds or {})
-        self.input_name = _tensor_name(input_name or default_input_name(
-            graph_def, {n.split(":")[0] for n in self.feeds}, name))
-        self.output_name = _tensor_name(output_name or default_output_name(graph_def, name))
-        node_names = [node.name for node in graph_def.node]
-        for flag, tensor in [("--input", self.input_name), ("--output", self.output_name)] + [
-                ("--feed", _tensor_name(fed)) for fed in self.feeds]:
-            check_node_name(tensor, node_names, flag)
+        self.input_name, self.output_name = input_and_output_names(
+            graph_def, name, input_name, output_name, self.feeds)
         self.input_shape = input_shape or input_shape_of(graph_def, self.input_name)
         self._rename_scope = rename_scope  # raw scope → layer name users know (Keras)
 
@@ -158,7 +153,7 @@ class GraphDefSource(ModelSource):
             if node is None:
                 raise GuidedGradCamError("--feed %s: the model has no placeholder %r (it has: "
                                          "%s)" % (name, name, ", ".join(placeholders)))
-            input_map[_tensor_name(name)] = tf.constant(value, dtype=node.attr["dtype"].type)
+            input_map[tensor_name(name)] = tf.constant(value, dtype=node.attr["dtype"].type)
         try:
             output, = tf.import_graph_def(self.graph_def, input_map=input_map,
                                           return_elements=[self.output_name], name=SCOPE)
@@ -172,16 +167,24 @@ class GraphDefSource(ModelSource):
                            restore=lambda session: None, scope=scope, layer_aliases=aliases)
 
 
-def check_node_name(tensor_name, node_names, flag):
-    """A clear error, with close matches, for a tensor that the graph does not have."""
-    op_name = tensor_name.split(":")[0]
-    if op_name not in node_names:
-        close = difflib.get_close_matches(op_name, node_names, n=5, cutoff=0.5)
-        raise GuidedGradCamError("%s %s: the model has no op %r%s" % (
-            flag, tensor_name, op_name, "; close matches: " + ", ".join(close) if close else ""))
+def input_and_output_names(graph_def, name, input_name, output_name, feeds):
+    """The input and output tensor names: as given, or the graph's only candidates; each
+    given name, fed ones too, checked against the graph with close matches for a typo."""
+    input_name = tensor_name(input_name or default_input_name(
+        graph_def, {fed.split(":")[0] for fed in feeds}, name))
+    output_name = tensor_name(output_name or default_output_name(graph_def, name))
+    node_names = [node.name for node in graph_def.node]
+    for flag, tensor in [("--input", input_name), ("--output", output_name)] + [
+            ("--feed", tensor_name(fed)) for fed in feeds]:
+        op_name = tensor.split(":")[0]
+        if op_name not in node_names:
+            close = difflib.get_close_matches(op_name, node_names, n=5, cutoff=0.5)
+            raise GuidedGradCamError("%s %s: the model has no op %r%s" % (
+                flag, tensor, op_name, "; close matches: " + ", ".join(close) if close else ""))
+    return input_name, output_name
 
 
-def _tensor_name(name):
+def tensor_name(name):
     return name if ":" in name else name + ":0"
 
 

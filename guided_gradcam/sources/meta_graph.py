@@ -8,8 +8,8 @@ import tensorflow.compat.v1 as tf
 from guided_gradcam.errors import CheckpointError, GuidedGradCamError, first_line
 from guided_gradcam.sources.base import ModelSource, PlacedModel
 from guided_gradcam.sources.graph_def import (
-    check_no_guided_ops_in_functions, check_node_name, refuse_training_batch_norm, default_input_name, default_output_name, input_shape_of, scope_layers,
-    default_layer, _tensor_name, SCOPE)
+    SCOPE, check_no_guided_ops_in_functions, default_layer, input_and_output_names,
+    input_shape_of, refuse_training_batch_norm, scope_layers, tensor_name)
 
 
 def read_meta_graph(path):
@@ -39,13 +39,8 @@ class MetaGraphSource(ModelSource):
                                   % (self.checkpoint, path))
         graph_def = self.meta.graph_def
         self.feeds = dict(feeds or {})
-        self.input_name = _tensor_name(input_name or default_input_name(
-            graph_def, {n.split(":")[0] for n in self.feeds}, path))
-        self.output_name = _tensor_name(output_name or default_output_name(graph_def, path))
-        node_names = [node.name for node in graph_def.node]
-        for flag, tensor in [("--input", self.input_name), ("--output", self.output_name)] + [
-                ("--feed", _tensor_name(fed)) for fed in self.feeds]:
-            check_node_name(tensor, node_names, flag)
+        self.input_name, self.output_name = input_and_output_names(
+            graph_def, path, input_name, output_name, self.feeds)
         self.input_shape = input_shape_of(graph_def, self.input_name)
 
     def place(self, net_input):
@@ -54,7 +49,7 @@ class MetaGraphSource(ModelSource):
                   if "dtype" in node.attr}
         input_map = {self.input_name: net_input}
         for name, value in self.feeds.items():
-            input_map[_tensor_name(name)] = tf.constant(value, dtype=dtypes.get(name.split(":")[0]))
+            input_map[tensor_name(name)] = tf.constant(value, dtype=dtypes.get(name.split(":")[0]))
         try:
             saver = tf.train.import_meta_graph(self.meta, input_map=input_map,
                                                import_scope=SCOPE, clear_devices=True)
