@@ -18,10 +18,30 @@ from guided_gradcam.images import load_photo
 from guided_gradcam.outputs import OUTPUT_KINDS, output_paths, save_outputs
 
 
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One explanation of an image: a class (None: its top-1) and the output stem's suffix."""
+    label: object
+    suffix: str = ""
+
+
+def targets_for(labels=None, counterfactual=False):
+    """The Targets of each image. With several labels, or a counterfactual run, stems carry the
+    class and the mode (`cat_dog_243`, `cat_dog_282_cf`, `cat_dog_top1_cf`), so that runs for
+    other classes or modes never overwrite, or skip for, each other's files."""
+    labels = list(dict.fromkeys(labels or [None]))  # in order, once each
+    if len(labels) == 1 and not counterfactual:
+        return [Target(labels[0])]
+    return [Target(label, "_%s%s" % ("top1" if label is None else label,
+                                     "_cf" if counterfactual else ""))
+            for label in labels]
+
+
 @dataclasses.dataclass
 class Job:
     path: str
     stem: str
+    targets: tuple = (Target(None),)  # the explanations still to make for this image
 
 
 def unique_stems(paths):
@@ -39,8 +59,9 @@ def unique_stems(paths):
 
 
 def plan_jobs(paths, output_dir, kinds=OUTPUT_KINDS, shard_index=0, num_shards=1,
-              skip_existing=False):
-    """(jobs, skipped): this shard's share of `paths`, minus those whose outputs all exist.
+              skip_existing=False, targets=(Target(None),)):
+    """(jobs, skipped): this shard's share of `paths`, each with its `targets`; with
+    skip_existing, the targets whose outputs all exist are dropped, and images with none left.
 
     Stems are assigned over the full list first, so every shard names files the same way and
     a shard's share depends only on the ordered input list.
@@ -48,12 +69,19 @@ def plan_jobs(paths, output_dir, kinds=OUTPUT_KINDS, shard_index=0, num_shards=1
     if not 0 <= shard_index < num_shards:
         raise GuidedGradCamError(
             "--shard_index must be in 0..%d for --num_shards %d" % (num_shards - 1, num_shards))
-    jobs = [Job(path, stem) for index, (path, stem) in enumerate(zip(paths, unique_stems(paths)))
+    jobs = [Job(path, stem, tuple(targets))
+            for index, (path, stem) in enumerate(zip(paths, unique_stems(paths)))
             if index % num_shards == shard_index]
     if not skip_existing:
         return jobs, 0
-    todo = [job for job in jobs
-            if not all(os.path.exists(p) for p in output_paths(output_dir, job.stem, kinds))]
+    todo = []
+    for job in jobs:
+        job.targets = tuple(
+            target for target in job.targets
+            if not all(os.path.exists(p) for p in output_paths(
+                output_dir, job.stem + target.suffix, kinds)))
+        if job.targets:
+            todo.append(job)
     return todo, len(jobs) - len(todo)
 
 
@@ -91,10 +119,11 @@ def _decode(explainer, job):
     return photo, box, network_input
 
 
-def run_jobs(explainer, jobs, label, output_dir, batch_size=16, counterfactual=False,
+def run_jobs(explainer, jobs, output_dir, batch_size=16, counterfactual=False,
              kinds=OUTPUT_KINDS, report=print, error=None, progress=None,
              workers=None, max_pending=None):
-    """Explains `jobs` and writes their files; returns the number of jobs that failed.
+    """Explains each job's targets (all of a batch's in one session run) and writes their
+    files; returns the number of jobs that failed.
 
     Rendering and PNG encoding cost more CPU than the session run itself, so they get one
     writer thread per core (PIL and zlib release the GIL); the session's own threads share
@@ -123,13 +152,16 @@ def run_jobs(explainer, jobs, label, output_dir, batch_size=16, counterfactual=F
             return [(job, decoders.submit(_decode, explainer, job)) for job in batch]
 
         def explain_and_submit(decoded):
+            wanted = [(item, target) for item in decoded for target in item[0].targets]
             explanations = explainer.explain(
-                [item[3] for item in decoded], label, counterfactual=counterfactual)
-            for (job, photo, box, _), explanation in zip(decoded, explanations):
+                [item[3] for item, _ in wanted], [target.label for _, target in wanted],
+                counterfactual=counterfactual)
+            for ((job, photo, box, _), target), explanation in zip(wanted, explanations):
                 name = explainer.labels.name(explanation.label)
                 report(job, explanation, explainer.labels)
                 pending.append((job, writer.submit(
-                    save_outputs, explanation, photo, box, name, output_dir, job.stem, kinds)))
+                    save_outputs, explanation, photo, box, name, output_dir,
+                    job.stem + target.suffix, kinds)))
                 while len(pending) > max_pending:
                     finish_oldest()
 

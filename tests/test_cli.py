@@ -90,6 +90,8 @@ def runs(tmp_path_factory):
         "folder": ["--image", folder, "--label", "282"],
         "happy": ["--image", CAT_DOG, "--label", "282"],
         "counterfactual": ["--image", CAT_DOG, "--label", "tiger cat", "--counterfactual"],
+        "two_labels": ["--image", CAT_DOG, "--label", "282", "--label", "bull mastiff",
+                       "--outputs", "npz,panel"],
         "tabby_320x256": image + ["--label", "tabby", "--input_size", "320x256"],
         "unknown_layer": image + ["--layer", "Conv2d_99"],
         "wrong_depth": image + ["--network", "mobilenet_v1", "--checkpoint", CHECKPOINT.parent],
@@ -172,19 +174,32 @@ def test_class_names_resolve(runs):
     for run in (counterfactual, tabby):
         assert run.returncode == 0, run.stderr
         assert_clean_stderr(run)
-    assert load_npz(counterfactual, "cat_dog")["label"] == 282  # --label "tiger cat"
+    assert load_npz(counterfactual, "cat_dog_282_cf")["label"] == 282  # --label "tiger cat"
     assert load_npz(tabby, "cat")["label"] == 281  # --label tabby
     assert "explained tabby (281)" in tabby.stdout
 
 
 def test_counterfactual_cam_differs_from_the_normal_one(runs):
     normal = load_npz(runs["happy"], "cat_dog")
-    counterfactual = load_npz(runs["counterfactual"], "cat_dog")
+    counterfactual = load_npz(runs["counterfactual"], "cat_dog_282_cf")
+    assert "explained counterfactual tiger cat (282)" in runs["counterfactual"].stdout
     np.testing.assert_array_equal(counterfactual["image"], normal["image"])
     np.testing.assert_allclose(counterfactual["logits"], normal["logits"], rtol=1e-5, atol=1e-5)
     cam = counterfactual["cam"]
     assert cam.shape == (224, 224) and cam.min() >= 0 and cam.max() <= 1
     assert np.abs(cam - normal["cam"]).max() > 0.1
+
+
+def test_several_labels_are_explained_in_one_run_into_their_own_files(runs):
+    run = runs["two_labels"]
+    assert run.returncode == 0, run.stderr
+    assert sorted(os.listdir(run.output_dir)) == [
+        "cat_dog_243.npz", "cat_dog_243_panel.png", "cat_dog_282.npz", "cat_dog_282_panel.png"]
+    cat, dog = load_npz(run, "cat_dog_282"), load_npz(run, "cat_dog_243")
+    assert (int(cat["label"]), int(dog["label"])) == (282, 243)
+    np.testing.assert_array_equal(cat["logits"], dog["logits"])  # one photo, one forward pass
+    assert np.abs(cat["cam"] - dog["cam"]).max() > 0.1
+    assert "explained tiger cat (282)" in run.stdout and "explained bull mastiff (243)" in run.stdout
 
 
 # --- input size -------------------------------------------------------------------------------
@@ -289,7 +304,7 @@ def test_no_temporary_files_are_left(runs):
                          if f.startswith(".") or f.endswith(".tmp")]
             assert not leftovers, (name, leftovers)
             checked += 1
-    assert checked == 4  # happy, counterfactual, tabby_320x256, folder
+    assert checked == 5  # happy, counterfactual, two_labels, tabby_320x256, folder
 
 
 def test_output_stems_never_collide():

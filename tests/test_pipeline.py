@@ -9,7 +9,8 @@ from PIL import Image
 
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.outputs import output_paths
-from guided_gradcam.pipeline import Progress, plan_jobs, run_jobs, unique_stems
+from guided_gradcam.pipeline import (
+    Progress, Target, plan_jobs, run_jobs, targets_for, unique_stems)
 
 PATHS = ["a/cat.jpg", "b/cat.jpg", "a/dog.png", "c/cat_2.jpg", "d/bird.jpg", "e/fish.jpg", "f/x.jpg"]
 
@@ -65,7 +66,7 @@ def photos(tmp_path_factory):
 def test_run_writes_only_the_requested_outputs_and_resumes(explainer, photos, tmp_path):
     jobs, _ = plan_jobs(photos, str(tmp_path), ("npz", "panel"))
     reported = []
-    failures = run_jobs(explainer, jobs, None, str(tmp_path), batch_size=2, kinds=("npz", "panel"),
+    failures = run_jobs(explainer, jobs, str(tmp_path), batch_size=2, kinds=("npz", "panel"),
                         report=lambda job, explanation, labels: reported.append(job.stem),
                         max_pending=1)
     assert failures == 0 and reported == [job.stem for job in jobs]
@@ -80,12 +81,43 @@ def test_run_writes_only_the_requested_outputs_and_resumes(explainer, photos, tm
 
 
 def test_batch_size_does_not_change_the_results(explainer, photos, tmp_path):
-    jobs, _ = plan_jobs(photos, "unused")
+    jobs, _ = plan_jobs(photos, "unused", targets=targets_for([282]))
     for batch_size in (1, 4):
         out = tmp_path / str(batch_size)
-        assert run_jobs(explainer, jobs, 282, str(out), batch_size=batch_size, kinds=("npz",),
+        assert run_jobs(explainer, jobs, str(out), batch_size=batch_size, kinds=("npz",),
                         report=lambda *args: None) == 0
     for job in jobs:
         one, four = (np.load(tmp_path / b / (job.stem + ".npz")) for b in ("1", "4"))
         np.testing.assert_allclose(one["cam"], four["cam"], atol=1e-4)
         assert int(one["label"]) == int(four["label"]) == 282
+
+
+def test_targets_name_classes_and_modes_only_when_needed():
+    assert targets_for([]) == targets_for(None) == [Target(None)]
+    assert targets_for([282]) == [Target(282)]
+    assert targets_for([282, 243, 282]) == [Target(282, "_282"), Target(243, "_243")]
+    assert targets_for([282], counterfactual=True) == [Target(282, "_282_cf")]
+    assert targets_for(None, counterfactual=True) == [Target(None, "_top1_cf")]
+
+
+def test_skip_existing_is_keyed_on_class_and_mode(explainer, photos, tmp_path):
+    """A run for other classes or another mode neither skips nor overwrites another's files."""
+    def run(labels, counterfactual=False):
+        jobs, skipped = plan_jobs(photos[:1], str(tmp_path), ("npz",), skip_existing=True,
+                                  targets=targets_for(labels, counterfactual))
+        assert run_jobs(explainer, jobs, str(tmp_path), counterfactual=counterfactual,
+                        kinds=("npz",), report=lambda *args: None) == 0
+        return jobs, skipped
+
+    stem = plan_jobs(photos[:1], "unused")[0][0].stem
+    run([282, 243])
+    first = os.stat(tmp_path / (stem + "_243.npz")).st_mtime_ns
+    jobs, skipped = run([243, 281])
+    assert skipped == 0 and [t.label for t in jobs[0].targets] == [281]  # 243 exists
+    assert os.stat(tmp_path / (stem + "_243.npz")).st_mtime_ns == first
+    run([282], counterfactual=True)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        stem + suffix for suffix in ("_282.npz", "_243.npz", "_281.npz", "_282_cf.npz"))
+    for suffix, label in (("_282", 282), ("_281", 281), ("_282_cf", 282)):
+        assert int(np.load(tmp_path / (stem + suffix + ".npz"))["label"]) == label
+    assert run([282, 243])[1] == 1  # all there: the image is skipped
