@@ -8,16 +8,34 @@
 import dataclasses
 import sys
 
-import numpy as np
-import tensorflow.compat.v1 as tf
+from guided_gradcam.tf_startup import quiet_tensorflow_import
 
-from guided_gradcam import checkpoints, heads
+quiet_tensorflow_import()  # the API is as quiet as the CLI, also imported directly
+import numpy as np  # noqa: E402
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+from guided_gradcam import heads
 from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.graph import PREDICTED_CLASS, build_explanation_graph
 from guided_gradcam.images import fit_to_network
 from guided_gradcam.labels import LabelSpace, read_labels_file
 from guided_gradcam.networks import DEFAULT_NETWORK
 from guided_gradcam.sources import open_source
+
+
+class TopClass(tuple):
+    """(index, probability), unpacked as a pair, with the class's `.name`."""
+
+    def __new__(cls, index, probability, name):
+        pair = super().__new__(cls, (index, probability))
+        pair.name = name
+        return pair
+
+    index = property(lambda self: self[0])
+    probability = property(lambda self: self[1])
+
+    def __repr__(self):
+        return "TopClass(%d, %r, %.4f)" % (self[0], self.name, self[1])
 
 
 @dataclasses.dataclass
@@ -35,6 +53,7 @@ class Explanation:
     image: np.ndarray  # uint8 (H, W, C): the network input (photo after crop and resize)
     counterfactual: bool = False
     task: str = heads.CLASSIFICATION  # classification, binary, multilabel or regression
+    class_names: tuple = dataclasses.field(default=None, repr=False)  # short name per class
 
     def __repr__(self):
         score = ("y=%.4g" % self.value if self.task == heads.REGRESSION
@@ -49,11 +68,18 @@ class Explanation:
         return float(self.logits[0])
 
     def top_k(self, k=5):
-        """[(class index, probability)] of the k most probable classes."""
+        """[(class index, probability)] of the k most probable classes; each also has `.name`."""
         if self.probabilities is None:
             raise GuidedGradCamError("a regression model has no classes: see .value")
         order = np.argsort(-self.probabilities, kind="stable")[:k]
-        return [(int(i), float(self.probabilities[i])) for i in order]
+        return [TopClass(int(i), float(self.probabilities[i]),
+                         self.class_names[i] if self.class_names else "class %d" % i)
+                for i in order]
+
+    @property
+    def class_name(self):
+        """The explained class's name."""
+        return self.class_names[self.label] if self.class_names else "class %d" % self.label
 
     def arrays(self):
         """The arrays saved to `<stem>.npz`."""
@@ -106,7 +132,7 @@ class GuidedGradCam:
     """
 
     def __init__(self, model=DEFAULT_NETWORK, checkpoint=None, layer=None,
-                 checkpoints_dir=checkpoints.DEFAULT_CHECKPOINTS_DIR, download=True,
+                 checkpoints_dir=None, download=True,
                  input_size=None, progress=sys.stderr, *, input=None, output=None, feeds=None,
                  signature=None, preprocess=None, labels_file=None):
         self.source = open_source(
@@ -128,6 +154,7 @@ class GuidedGradCam:
             names = names or ("value",)
         names = names or tuple("class %d" % index for index in range(classes))
         self.labels = LabelSpace(explainable, names, g.background_logits)
+        self._short_names = tuple(self.labels.name(i) for i in range(len(self.labels)))
         self.num_scores = num_scores
         self.checkpoint = getattr(self.source, "checkpoint", None)
         self.layer = g.layer
@@ -178,7 +205,8 @@ class GuidedGradCam:
                 label=int(targets[b]) - offset, logits=scores[b, offset:],
                 probabilities=None if probabilities is None else probabilities[b],
                 cam_lowres=cam_lowres[b], cam=cam[b], gbp=gbp[b], guided_gradcam=guided[b],
-                image=images[b], counterfactual=bool(counterfactual), task=self.task)
+                image=images[b], counterfactual=bool(counterfactual), task=self.task,
+                class_names=self._short_names)
             for b in range(len(images))
         ]
 

@@ -5,6 +5,7 @@ Users always speak the 1000-class ImageNet index (0 = tench, 282 = tiger cat). C
 between the two.
 """
 import functools
+import re
 from importlib import resources
 
 from guided_gradcam.errors import GuidedGradCamError
@@ -85,6 +86,19 @@ class LabelSpace:
                 "label %d is out of range: the classes are 0..%d" % (index, len(self) - 1))
         return index
 
+    def _suggestions(self, wanted):
+        """Classes whose names contain `wanted`: as a whole word first ('cat' → Egyptian cat,
+        Persian cat), then at a word's start, then anywhere ('catesbeiana')."""
+        ranked = []
+        for index, names in enumerate(self.names):
+            text = names.lower()
+            if wanted not in text:
+                continue
+            words = re.split(r"[^a-z0-9']+", text)
+            rank = 0 if wanted in words else 1 if any(w.startswith(wanted) for w in words) else 2
+            ranked.append((rank, index))
+        return [index for _, index in sorted(ranked)]
+
     def _resolve_name(self, text):
         wanted = text.lower()
         matches = [
@@ -97,7 +111,6 @@ class LabelSpace:
             choices = "; ".join("%d = %s" % (i, self.names[i]) for i in matches)
             raise GuidedGradCamError(
                 "class name %r is ambiguous: %s; pass the index instead" % (text, choices))
-        near = [self.describe(i) for i, names in enumerate(self.names)
-                if wanted in names.lower()][:5]
+        near = [self.describe(i) for i in self._suggestions(wanted)][:5]
         hint = "; did you mean: %s" % ", ".join(near) if near else ""
         raise GuidedGradCamError("unknown class name %r%s" % (text, hint))

@@ -4,11 +4,18 @@ import sys
 
 
 def import_tensorflow_quietly():
+    """`quiet_tensorflow_import`, then TF 1 graph mode: for command-line entry points."""
+    tf = quiet_tensorflow_import()
+    tf.disable_eager_execution()
+    return tf
+
+
+def quiet_tensorflow_import():
     """Imports TensorFlow without its C++ start-up chatter (oneDNN, CUDA stubs and probes) on stderr.
 
-    For command-line entry points. Those lines are printed before TF's log level applies, so
-    fd 2 is muted for the import only; set GUIDED_GRADCAM_TF_LOGS=1 to see them. Python errors
-    still surface normally.
+    Those lines are printed before TF's log level applies, so fd 2 is muted for the import only;
+    set GUIDED_GRADCAM_TF_LOGS=1 to see them. Python errors still surface normally. The
+    execution mode is left alone (the Python API keeps the caller's eager mode).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if os.environ.get("GUIDED_GRADCAM_TF_LOGS") or "tensorflow" in sys.modules:
@@ -26,5 +33,4 @@ def import_tensorflow_quietly():
             os.close(saved)
             os.close(devnull)
     tf.get_logger().setLevel("ERROR")
-    tf.disable_eager_execution()
     return tf

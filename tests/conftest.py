@@ -3,11 +3,14 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tests never read or write the user's checkpoint home (their CLI runs inherit this).
+os.environ["GUIDED_GRADCAM_HOME"] = tempfile.mkdtemp(prefix="guided_gradcam_home.")
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 

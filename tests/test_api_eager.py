@@ -2,14 +2,16 @@
 
 The test session itself runs in graph mode (conftest), so this one runs in a subprocess.
 """
+import os
 import subprocess
 import sys
 
 from conftest import REPO
 
 SCRIPT = """
-import tensorflow as tf
 from guided_gradcam import GuidedGradCam, load_photo
+GuidedGradCam  # the API imports TensorFlow, quietly
+import tensorflow as tf
 
 assert tf.executing_eagerly()
 with GuidedGradCam("mobilenet_v1_075", checkpoint=%r, progress=None) as explainer:
@@ -35,10 +37,13 @@ print(explainer.layer, explanations[0].cam_lowres.shape)
 
 
 def test_api_works_with_eager_execution_left_on(mobilenet_075_checkpoint, cat_dog_path):
+    env = {k: v for k, v in os.environ.items()  # TF's log level as a user has it: unset
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "GUIDED_GRADCAM_TF_LOGS")}
     completed = subprocess.run(
         [sys.executable, "-c", SCRIPT % (str(mobilenet_075_checkpoint), str(cat_dog_path))],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert completed.returncode == 0, completed.stderr[-2000:]
     lines = completed.stdout.split("\n")
     assert lines[0] == "282 (224, 224) (224, 224, 3)", completed.stdout
     assert lines[1] == "conv (30, 30)", completed.stdout
+    assert completed.stderr == "", completed.stderr  # as quiet as the CLI: no oneDNN, no cuInit

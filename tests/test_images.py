@@ -1,6 +1,7 @@
 """Tests for guided_gradcam.images: loading every image mode, failures, cropping, path specs."""
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,37 @@ def test_decompression_bomb(tmp_path, monkeypatch):
     path = save(tmp_path, Image.new("RGB", (100, 100)), "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     assert "too large" in assert_image_error(path)
+
+
+def test_a_huge_jpeg_decodes_reduced_without_a_warning(tmp_path):
+    """12000x9000 (Pillow warns above 89 Mpx): decoded at 1/8 for a 224x224 network, whose
+    crop keeps DRAFT_MARGIN times its size; small photos and other formats are untouched."""
+    photo = Image.new("RGB", (12000, 9000), (200, 40, 40))
+    photo.paste((20, 40, 220), (6000, 0, 12000, 9000))  # right half blue
+    path = save(tmp_path, photo, "huge.jpg", quality=70)
+    del photo
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DecompressionBombWarning would fail the test
+        reduced = load_photo(path, network_size=(224, 224))
+    assert reduced.shape == (1125, 1500, 3)
+    assert min(reduced.shape[:2]) >= images.DRAFT_MARGIN * 224
+    assert reduced[500, 200, 0] > 150 and reduced[500, 1300, 2] > 150  # red left, blue right
+    small = save(tmp_path, Image.new("RGB", (900, 600), (10, 200, 30)), "small.jpg")
+    np.testing.assert_array_equal(load_photo(small, network_size=(224, 224)), load_photo(small))
+
+
+def test_a_bomb_sized_jpeg_header_is_one_error_line(tmp_path):
+    """A JPEG whose header claims 20000x20000 pixels (over twice Pillow's limit) is refused
+    before anything is decoded."""
+    buffer = tmp_path / "small.jpg"
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(buffer)
+    data = bytearray(buffer.read_bytes())
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    data[sof + 5:sof + 9] = (20000).to_bytes(2, "big") + (20000).to_bytes(2, "big")
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(bytes(data))
+    message = assert_image_error(path)
+    assert "too large to decode safely" in message and "400000000 pixels" in message, message
 
 
 # --- cropping and resizing ---------------------------------------------------

@@ -13,6 +13,9 @@ import pytest
 import tensorflow as tf2
 import tf_keras
 
+from PIL import Image
+
+from conftest import run_cli
 from guided_gradcam import GuidedGradCam
 from guided_gradcam.tf_eager import eager
 from guided_references import guided_relu, guided_relu6
@@ -237,3 +240,24 @@ def test_class_names_are_imagenets_only_when_asked():
         assert named.label == int(np.argmax(plain.logits[1:]))
         assert explainer.labels.name(named.label) == explainer.labels.names[named.label].split(",")[0]
         assert explainer.labels.resolve("tiger cat") == 282
+
+
+def test_an_all_zero_gradcam_is_noted_and_still_written(tmp_path):
+    """A layer with no active unit has no positive evidence for any class: the CLI says so in
+    one note and writes the npz all the same."""
+    with eager():
+        keras.utils.set_random_seed(9)
+        model, _ = build(keras, PLAIN, units=3)
+        bias = model.get_layer("features").bias
+        bias.assign(np.full(bias.shape, -1000.0, np.float32))  # ReLU(·) = 0 everywhere
+        model.save(tmp_path / "silent.keras")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 50, 3), np.uint8)).save(photo)
+    run = run_cli(["--model", tmp_path / "silent.keras", "--layer", "features", "--image", photo,
+                   "--outputs", "npz,panel"], tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    notes = [line for line in run.stdout.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "all zero: no positive evidence for class" in notes[0], run.stdout
+    assert "at layer features" in notes[0]
+    with np.load(tmp_path / "out" / "photo.npz") as arrays:
+        assert not arrays["cam_lowres"].any() and np.isfinite(arrays["guided_gradcam"]).all()

@@ -55,3 +55,11 @@ def test_other_models_get_numbered_or_given_class_names(tmp_path):
         read_labels_file(str(tmp_path / "missing.txt"), 2)
     assert read_labels_file("imagenet", 1000) == imagenet_class_names()
 
+
+
+def test_suggestions_rank_whole_word_matches_first():
+    with pytest.raises(GuidedGradCamError) as error:
+        LabelSpace(1000).resolve("cat")
+    suggested = str(error.value).split("did you mean: ")[1].split(", ")
+    assert {"Persian cat (283)", "Siamese cat (284)", "Egyptian cat (285)"} <= set(suggested)
+    assert not any("bullfrog" in name for name in suggested)  # 'catesbeiana' comes later

@@ -33,7 +33,7 @@ class SlimSource(ModelSource):
                         progress=sys.stderr):
         """Finds (or downloads) `spec`'s checkpoint; the class count comes from its logits."""
         prefix = checkpoints.locate_checkpoint(
-            spec, checkpoint, checkpoints_dir or checkpoints.DEFAULT_CHECKPOINTS_DIR,
+            spec, checkpoint, checkpoints_dir,
             download=download, progress=progress)
         shapes = checkpoints.variable_shapes(prefix)
         num_logits = checkpoints.count_logits(spec, shapes, prefix)
