@@ -272,7 +272,7 @@ def measure_folders(kinds, rounds=3, counts=(20, 200), batch_size=16):
 
 BARE_SCRIPT = """
 import numpy as np, tensorflow.compat.v1 as tf, tf_slim as slim
-from models import mobilenet_v1
+from guided_gradcam.slim_models import mobilenet_v1
 tf.disable_eager_execution()
 images = tf.placeholder(tf.float32, [None, 224, 224, 3])
 with slim.arg_scope(mobilenet_v1.mobilenet_v1_arg_scope()):

@@ -1,8 +1,10 @@
-"""`inference.py`: explain images with Grad-CAM, Guided Backprop and Guided Grad-CAM.
+"""The command line (`guided-gradcam`, `python -m guided_gradcam`, `inference.py`): explain
+images with Grad-CAM, Guided Backprop and Guided Grad-CAM.
 
 A thin layer over the Python API: parse flags, stream images through `GuidedGradCam.explain`
 in batches, print each image's top-5 and write its files. Bad input costs only itself: it is
-reported in one line, skipped, and reflected in the exit code.
+reported in one line, skipped, and reflected in the exit code. `--help` lists the flags defined
+here, generated from their definitions (`help_text`).
 """
 import os
 import sys
@@ -13,6 +15,12 @@ from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.networks import DEFAULT_NETWORK, NETWORKS
 from guided_gradcam.outputs import OUTPUT_KINDS
 from guided_gradcam.tf_startup import import_tensorflow_quietly
+
+if __name__ == "__main__":
+    # `python -m guided_gradcam.cli`: run the imported module. This copy, named __main__, would
+    # define every flag a second time.
+    from guided_gradcam.cli import run
+    run()
 
 flags.DEFINE_multi_string("image", None, "Image file, folder or glob; repeatable.")
 flags.DEFINE_string("label", None, "Class to explain: index or class name (ImageNet's for the "
@@ -180,14 +188,82 @@ def main(argv):
     return 1 if failures else 0
 
 
+USAGE = """\
+usage: {prog} --image PATH [--image PATH ...] [flags]
+
+Explains each image with Grad-CAM, Guided Backprop and Guided Grad-CAM: prints its top-5 and
+writes the maps, a panel and an .npz per image into --output_dir.
+
+examples:
+  {prog} --image images/cat.jpg --label 282
+  {prog} --model my_model.keras --preprocess unit --image photos/ --output_dir maps
+"""
+
+
+def _program(argv0):
+    """The command as the user typed it, for the usage line."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    if os.path.dirname(os.path.abspath(argv0)) == package:  # __main__.py, or cli.py itself
+        return "python -m guided_gradcam"
+    return "python " + argv0 if argv0.endswith(".py") else os.path.basename(argv0)
+
+
+def _describe_flag(flag):
+    """'  --name (default: X; syntax)' and the wrapped help, from the flag's definition."""
+    import textwrap
+
+    name = ("--[no]" if flag.boolean else "--") + flag.name
+    if flag.short_name:
+        name += ", -" + flag.short_name
+    notes = ["default: %s" % ("none" if flag.default is None
+                              else flag.default_as_str.strip("'") or "''")]
+    description = flag.help or ""
+    if isinstance(flag, flags.MultiFlag):
+        notes.append("repeatable")  # said here instead of absl's suffix to the help text
+        description = description.split(";\n    repeat this option")[0]
+    elif flag.parser.syntactic_help and not flag.boolean:
+        notes.append(flag.parser.syntactic_help)
+    lines = ["  %s (%s)" % (name, "; ".join(notes))]
+    lines += textwrap.wrap(description, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
+
+
+def help_text(argv0="inference.py"):
+    """--help: usage, two examples, then every flag this module defines, in definition order."""
+    tool_flags = FLAGS.get_flags_for_module(__name__)
+    return "%s\nflags (--helpfull adds absl's own):\n%s\n" % (
+        USAGE.format(prog=_program(argv0)), "\n".join(map(_describe_flag, tool_flags)))
+
+
+class _HelpFlag(flags.BooleanFlag):
+    """--help, --helpshort (-h, -?): this tool's help on stdout, exit 0. absl's own print the
+    main module's docstring and its flags (none: they are defined here) and exit 1."""
+
+    def __init__(self, name, short_name):
+        super().__init__(name, False, "show this help", short_name=short_name,
+                         allow_hide_cpp=True)
+
+    def parse(self, arg):
+        if self._parse(arg):
+            sys.stdout.write(help_text(sys.argv[0]))
+            sys.stdout.flush()
+            sys.exit(0)
+
+
 def _parse_flags(argv):
     """absl's parser, with its two-line FATAL message turned into our one-line error."""
     try:
         return FLAGS(argv)
     except flags.Error as error:
-        _error("%s (see --helpshort)" % error)
+        _error("%s (see --help)" % error)
         sys.exit(2)
 
 
 def run():
+    app.define_help_flags()  # absl's help flags, then ours in place of --help/--helpshort
+    for name in ("help", "?", "helpshort"):
+        if name in FLAGS:
+            delattr(FLAGS, name)
+    for name, short_name in (("help", "h"), ("helpshort", "?")):
+        flags.DEFINE_flag(_HelpFlag(name, short_name), module_name=app.__name__)
     app.run(main, flags_parser=_parse_flags)

@@ -51,7 +51,7 @@ class NetworkSpec:
 def _mobilenet_builder(depth_multiplier):
     def build(images, num_classes):
         import tf_slim as slim
-        from models import mobilenet_v1
+        from guided_gradcam.slim_models import mobilenet_v1
 
         with slim.arg_scope(mobilenet_v1.mobilenet_v1_arg_scope()):
             return mobilenet_v1.mobilenet_v1(images, num_classes, depth_multiplier=depth_multiplier)

@@ -7,8 +7,8 @@ import tf_slim as slim
 from guided_gradcam import load_photo
 from guided_gradcam.graph import build_explanation_graph
 from guided_gradcam.networks import NETWORKS
+from guided_gradcam.slim_models import mobilenet_v1
 from guided_gradcam.sources.slim import SlimSource
-from models import mobilenet_v1
 from test_exact_maps import bilinear_half_pixel
 
 # Keras on the same weights, centre crop + resize to 224 (../shared/README.md).
