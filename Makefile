@@ -6,7 +6,7 @@ SHARED ?= ../shared
 TFJS_WEIGHTS := $(SHARED)/weights/mobilenet_v1_0.75_224_tfjs
 MOBILENET_075 := checkpoints/mobilenet_v1_075/mobilenet_v1_0.75_224.ckpt
 
-.PHONY: demo keras-demo figures gallery test install checkpoint clean
+.PHONY: demo keras-demo figures gallery test install checkpoint browser clean
 
 install: $(VENV)/.installed
 
@@ -16,14 +16,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The converted TF.js weights when ../shared has them; otherwise inference.py downloads the
-# official checkpoint on first use.
+# The converted TF.js weights when ../shared has them, registered in the user's checkpoint home
+# ($GUIDED_GRADCAM_HOME, default ~/.cache/guided_gradcam) so that runs from any folder find
+# them; otherwise inference.py downloads the official checkpoint on first use.
 checkpoint: install
 	@if [ -f $(MOBILENET_075).index ]; then :; \
 	elif [ -d $(TFJS_WEIGHTS) ]; then \
 	  $(PY) -m guided_gradcam.convert_tfjs --model_dir $(TFJS_WEIGHTS) \
 	    --sha256 $(TFJS_WEIGHTS).sha256 --output $(MOBILENET_075); \
 	else echo "no $(TFJS_WEIGHTS): the official checkpoint will be downloaded"; fi
+	@if [ -f $(MOBILENET_075).index ]; then \
+	  $(PY) -m guided_gradcam.checkpoints --register $(MOBILENET_075) --network mobilenet_v1_075; fi
 
 demo: checkpoint
 	$(PY) inference.py --image images/cat.jpg --label 282 --output_dir output
@@ -57,7 +60,14 @@ figures: checkpoint
 gallery: checkpoint
 	$(RENDER_GALLERY) docs/gallery
 
-test: checkpoint
+# Debian's headless Chromium, for the test that opens a run's index.html in a real browser
+# (sudo only when not root); the package lists are fetched only when apt has no chromium yet.
+APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
+browser:
+	@command -v chromium >/dev/null || $(APT_GET) install -y chromium \
+	  || { $(APT_GET) update && $(APT_GET) install -y chromium; }
+
+test: checkpoint browser
 	$(PY) -m pytest -q tests
 
 bench: checkpoint

@@ -6,6 +6,7 @@ in batches, print each image's top-5 and write its files. Bad input costs only i
 reported in one line, skipped, and reflected in the exit code. `--help` lists the flags defined
 here, generated from their definitions (`help_text`).
 """
+import functools
 import os
 import sys
 
@@ -23,9 +24,10 @@ if __name__ == "__main__":
     run()
 
 flags.DEFINE_multi_string("image", None, "Image file, folder or glob; repeatable.")
-flags.DEFINE_string("label", None, "Class to explain: index or class name (ImageNet's for the "
-                    "networks; binary models: 1 = the positive logit z, 0 = -z). Default: each "
-                    "image's top-1 class (binary: the predicted side).")
+flags.DEFINE_multi_string("label", None, "Class to explain: index or class name (ImageNet's "
+                          "for the networks; binary models: 1 = the positive logit z, 0 = -z); "
+                          "repeatable: every label in the same session run. Default: each "
+                          "image's top-1 class (binary: the predicted side).")
 flags.DEFINE_string("network", DEFAULT_NETWORK, "One of: %s." % ", ".join(NETWORKS))
 flags.DEFINE_string("model", None, "Your own model instead of --network: a .keras or .h5 file, "
                     "a SavedModel folder, a frozen .pb GraphDef or a TF1 .meta graph.")
@@ -41,9 +43,13 @@ flags.DEFINE_string("preprocess", None, "Pixels (0..255) to model input: raw, un
 flags.DEFINE_string("labels_file", None, "Class names, one per line ('imagenet' for ImageNet's "
                     "1000). Default for --model: class 0, class 1, ...")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, file or folder. Default: "
-                    "checkpoints/<network>/, else the official archive is downloaded; for a "
-                    ".meta model, the prefix beside it.")
-flags.DEFINE_string("checkpoints_dir", "checkpoints", "Where per-network checkpoints live.")
+                    "./checkpoints/<network>/, then $GUIDED_GRADCAM_HOME/checkpoints/<network>/, "
+                    "else the official archive is downloaded; for a .meta model, the prefix "
+                    "beside it.")
+flags.DEFINE_string("checkpoints_dir", None, "A folder of per-network checkpoints, searched "
+                    "first and where downloads go. Default: ./checkpoints is searched, then "
+                    "$GUIDED_GRADCAM_HOME/checkpoints (~/.cache/guided_gradcam), where downloads "
+                    "go.")
 flags.DEFINE_string("layer", None, "Grad-CAM layer: an end point, a Keras layer name (also in "
                     "nested models) or a tensor/op name. Default: the last conv layer; an unknown "
                     "name lists the valid ones.")
@@ -82,6 +88,19 @@ def parse_input_size(text):
     return size
 
 
+def check_writable(folder):
+    """Creates `folder` if needed and proves a file can be made in it."""
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise GuidedGradCamError("cannot write to --output_dir %s: %s"
+                                 % (folder, error.strerror or error)) from None
+
+
 def parse_outputs(text):
     kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
     unknown = [kind for kind in kinds if kind not in OUTPUT_KINDS]
@@ -91,17 +110,25 @@ def parse_outputs(text):
     return kinds
 
 
-def _print_result(job, explanation, labels):
+def _print_result(job, explanation, labels, layer=None):
     mode = "counterfactual " if explanation.counterfactual else ""
     if explanation.task == "regression":
         print("%s: y = %.6g; explained %s%s" % (job.path, explanation.value, mode,
                                                 "-y" if explanation.counterfactual else "y"),
               flush=True)
-        return
-    top5 = ", ".join("%s (%d) %.3f" % (labels.name(i), i, p) for i, p in explanation.top_k(5))
-    print("%s: %s: %s; explained %s%s (%d)"
-          % (job.path, "top-5" if explanation.task == "classification" else "p", top5, mode,
-             labels.name(explanation.label), explanation.label), flush=True)
+    else:
+        top5 = ", ".join("%s (%d) %.3f" % (c.name, c.index, c.probability)
+                         for c in explanation.top_k(5))
+        print("%s: %s: %s; explained %s%s (%d)"
+              % (job.path, "top-5" if explanation.task == "classification" else "p", top5, mode,
+                 labels.name(explanation.label), explanation.label), flush=True)
+    if not explanation.cam_lowres.any():
+        if explanation.task == "regression":
+            subject = "-y" if explanation.counterfactual else "y"
+        else:
+            subject = labels.name(explanation.label)
+        print("note: %s: the %sGrad-CAM map is all zero: no positive evidence for %s at layer %s"
+              % (job.path, mode, subject, layer), flush=True)
 
 
 def _print_run_header(explainer):
@@ -109,11 +136,14 @@ def _print_run_header(explainer):
     from guided_gradcam.activations import describe
 
     source = explainer.source
-    print("model: %s (%s, %d score%s), input %dx%dx%d, preprocessing %s: %s; Grad-CAM layer %s"
-          % (source.name, explainer.task, explainer.num_scores,
-             "s" if explainer.num_scores > 1 else "", *explainer.input_size, explainer.channels,
-             source.preprocessing.name, source.preprocessing.description, explainer.layer),
-          flush=True)
+    checkpoint = "; checkpoint %s" % explainer.checkpoint if explainer.checkpoint else ""
+    mode = "counterfactual (-dy/dA)" if FLAGS.counterfactual else "factual"
+    print("%s: %s (%s, %d score%s)%s; input %dx%dx%d, preprocessing %s: %s; Grad-CAM layer %s; "
+          "mode %s" % (
+              "model" if FLAGS.model else "network", source.name, explainer.task,
+              explainer.num_scores, "s" if explainer.num_scores > 1 else "", checkpoint,
+              *explainer.input_size, explainer.channels, source.preprocessing.name,
+              source.preprocessing.description, explainer.layer, mode), flush=True)
     if explainer.unguided_activations:
         print("guided backprop passes these activations with their ordinary gradient (it is "
               "defined for ReLU): %s" % describe(explainer.unguided_activations), flush=True)
@@ -125,6 +155,17 @@ def _feeds(texts):
     return dict(parse_feed(text) for text in texts or ())
 
 
+def _plan(paths, labels, kinds):
+    """This shard's jobs, each with the targets (class, mode) whose files are still wanted."""
+    from guided_gradcam.pipeline import plan_jobs, targets_for
+
+    jobs, skipped = plan_jobs(paths, FLAGS.output_dir, kinds, FLAGS.shard_index, FLAGS.num_shards,
+                              FLAGS.skip_existing, targets_for(labels, FLAGS.counterfactual))
+    if skipped:
+        print("skipping %d images whose outputs exist" % skipped)
+    return jobs
+
+
 def main(argv):
     if len(argv) > 1:
         _error("unexpected arguments: %s (images go after --image)" % " ".join(argv[1:]))
@@ -132,22 +173,23 @@ def main(argv):
     if not FLAGS.image:
         _error("no input: pass --image PATH (a file, a folder or a glob; repeatable)")
         return 2
+    jobs, missing, failures = [], [], 0
     try:
         from guided_gradcam.images import collect_image_paths
         from guided_gradcam.labels import LabelSpace
         from guided_gradcam.networks import get_network
-        from guided_gradcam.pipeline import Progress, plan_jobs, run_jobs
+        from guided_gradcam.pipeline import Progress, run_jobs
         from guided_gradcam.preprocessing import get_preprocessing
+        from guided_gradcam.run_index import RunIndex
 
         input_size = parse_input_size(FLAGS.input_size)
         kinds = parse_outputs(FLAGS.outputs)
         feeds = _feeds(FLAGS.feed)
         if FLAGS.preprocess is not None:
             get_preprocessing(FLAGS.preprocess)
-        label = FLAGS.label
         if FLAGS.model is None:  # fail fast, before TF loads
             get_network(FLAGS.network).check_input_size(input_size)
-            label = LabelSpace(1000).resolve(label) if label is not None else None
+            labels = [LabelSpace(1000).resolve(label) for label in FLAGS.label or ()]
         elif FLAGS["network"].present:
             raise GuidedGradCamError("pass --network or --model, not both")
         elif not os.path.exists(FLAGS.model):
@@ -155,12 +197,13 @@ def main(argv):
         paths, missing = collect_image_paths(FLAGS.image)
         for message in missing:
             _error(message)
-        jobs, skipped = plan_jobs(paths, FLAGS.output_dir, kinds, FLAGS.shard_index,
-                                  FLAGS.num_shards, FLAGS.skip_existing)
-        if skipped:
-            print("skipping %d images whose outputs exist" % skipped)
-        if not jobs:
-            return 1 if missing or not paths else 0
+        if not paths:
+            return 1
+        if FLAGS.model is None:
+            jobs = _plan(paths, labels, kinds)
+            if not jobs:  # everything exists: done without loading TensorFlow
+                return 1 if missing else 0
+        check_writable(FLAGS.output_dir)  # before the work, not after every image is computed
         import_tensorflow_quietly()
         from guided_gradcam.explainer import GuidedGradCam
 
@@ -169,13 +212,17 @@ def main(argv):
                            input=FLAGS.input, output=FLAGS.output, feeds=feeds,
                            signature=FLAGS.signature, preprocess=FLAGS.preprocess,
                            labels_file=FLAGS.labels_file) as explainer:
-            if label is not None:
-                label = explainer.labels.resolve(label)
+            if FLAGS.model is not None:  # a model's class names are known once it is loaded
+                labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
+                jobs = _plan(paths, labels, kinds)
             _print_run_header(explainer)
-            failures = run_jobs(
-                explainer, jobs, label, FLAGS.output_dir, FLAGS.batch_size,
-                FLAGS.counterfactual, kinds, report=_print_result, error=_error,
-                progress=Progress(len(jobs)) if len(jobs) > 1 else None)
+            if jobs:
+                with RunIndex(FLAGS.output_dir) as index:  # index.csv rows, then index.html
+                    failures = run_jobs(
+                        explainer, jobs, FLAGS.output_dir, FLAGS.batch_size, FLAGS.counterfactual,
+                        kinds, report=functools.partial(_print_result, layer=explainer.layer),
+                        error=_error, index=index,
+                        progress=Progress(len(jobs)) if len(jobs) > 1 else None)
     except GuidedGradCamError as error:
         _error(error)
         return 1

@@ -114,16 +114,17 @@ class Progress:
 
 
 def _decode(explainer, job):
-    photo = load_photo(job.path)
+    photo = load_photo(job.path, explainer.input_size)  # a huge JPEG decodes reduced
     network_input, box = explainer.fit(photo)
     return photo, box, network_input
 
 
 def run_jobs(explainer, jobs, output_dir, batch_size=16, counterfactual=False,
              kinds=OUTPUT_KINDS, report=print, error=None, progress=None,
-             workers=None, max_pending=None):
+             workers=None, max_pending=None, index=None):
     """Explains each job's targets (all of a batch's in one session run) and writes their
-    files; returns the number of jobs that failed.
+    files; returns the number of jobs that failed. `index` (a `run_index.RunIndex`) records
+    each explanation as its files are written, and each input that failed.
 
     Rendering and PNG encoding cost more CPU than the session run itself, so they get one
     writer thread per core (PIL and zlib release the GIL); the session's own threads share
@@ -159,15 +160,20 @@ def run_jobs(explainer, jobs, output_dir, batch_size=16, counterfactual=False,
             for ((job, photo, box, _), target), explanation in zip(wanted, explanations):
                 name = explainer.labels.name(explanation.label)
                 report(job, explanation, explainer.labels)
-                pending.append((job, writer.submit(
-                    save_outputs, explanation, photo, box, name, output_dir,
-                    job.stem + target.suffix, kinds)))
+                stem = job.stem + target.suffix
+                written = writer.submit(
+                    save_outputs, explanation, photo, box, name, output_dir, stem, kinds)
+                if index is not None:
+                    index.record_when_written(written, job.path, stem, explanation,
+                                              explainer.labels)
+                pending.append((job, written))
                 while len(pending) > max_pending:
                     finish_oldest()
 
         ahead = submit(batches[0]) if batches else []
-        for index in range(len(batches)):
-            current, ahead = ahead, (submit(batches[index + 1]) if index + 1 < len(batches) else [])
+        for number in range(len(batches)):
+            current, ahead = ahead, (submit(batches[number + 1]) if number + 1 < len(batches)
+                                     else [])
             decoded = []
             for job, future in current:
                 try:
@@ -175,6 +181,8 @@ def run_jobs(explainer, jobs, output_dir, batch_size=16, counterfactual=False,
                 except GuidedGradCamError as problem:
                     error(problem)
                     failures += 1
+                    if index is not None:
+                        index.failed(job.path, job.stem, problem)
             done += len(current) - len(decoded)
             if decoded:
                 explain_and_submit(decoded)

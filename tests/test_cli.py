@@ -5,6 +5,7 @@ all of them start once, two at a time, in the module fixture `runs`; each test w
 runs it reads and checks several things on each.
 """
 import concurrent.futures
+import csv
 import os
 import re
 import shutil
@@ -25,6 +26,9 @@ TF_CHATTER = re.compile(r"^[IWEF]\d{4} |oneDNN", re.MULTILINE)  # C++ log lines
 
 def output_names(stem):
     return {name.format(stem) for name in OUTPUT_NAMES}
+
+
+INDEX_NAMES = {"index.csv", "index.html"}  # every run's record, beside its outputs
 
 
 def png_size(path):
@@ -143,7 +147,7 @@ def test_happy_path_prints_top5_and_writes_all_files(runs):
     assert top5[0].split("top-5: ")[1].startswith("tiger cat (282) "), top5[0]
     assert "bull mastiff (243)" in top5[0]
     assert "explained tiger cat (282)" in run.stdout
-    assert set(os.listdir(run.output_dir)) == output_names("cat_dog")
+    assert set(os.listdir(run.output_dir)) == output_names("cat_dog") | INDEX_NAMES
     out = run.output_dir
     assert png_size(out / "cat_dog_gradcam.png") == (640, 480)  # overlaid on the whole photo
     assert png_size(out / "cat_dog_gbp.png") == (224, 224)
@@ -200,7 +204,8 @@ def test_several_labels_are_explained_in_one_run_into_their_own_files(runs):
     run = runs["two_labels"]
     assert run.returncode == 0, run.stderr
     assert sorted(os.listdir(run.output_dir)) == [
-        "cat_dog_243.npz", "cat_dog_243_panel.png", "cat_dog_282.npz", "cat_dog_282_panel.png"]
+        "cat_dog_243.npz", "cat_dog_243_panel.png", "cat_dog_282.npz", "cat_dog_282_panel.png",
+        "index.csv", "index.html"]
     cat, dog = load_npz(run, "cat_dog_282"), load_npz(run, "cat_dog_243")
     assert (int(cat["label"]), int(dog["label"])) == (282, 243)
     np.testing.assert_array_equal(cat["logits"], dog["logits"])  # one photo, one forward pass
@@ -240,9 +245,29 @@ def test_folder_run_reports_each_bad_file_once_and_goes_on(runs):
         assert len([line for line in lines if name in line]) == 1, (name, run.stderr)
     assert len(lines) == len(BAD_FILES) + 1, run.stderr
     assert "3 of 9 inputs failed" in lines[-1], lines[-1]
-    assert set(os.listdir(run.output_dir)) == set().union(*map(output_names, GOOD_STEMS))
+    assert set(os.listdir(run.output_dir)) == set().union(*map(output_names, GOOD_STEMS),
+                                                          INDEX_NAMES)
     assert run.stdout.count("top-5:") == len(GOOD_STEMS), run.stdout
     assert run.stdout.count("explained tiger cat (282)") == len(GOOD_STEMS), run.stdout
+
+
+def test_folder_run_records_every_input_in_its_index(runs):
+    from guided_gradcam.run_index import read_entries
+
+    out = runs["folder"].output_dir
+    with open(out / "index.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 9  # one per input
+    rows = {row["stem"]: row for row in rows}
+    assert set(rows) == set(GOOD_STEMS) | {Path(name).stem for name in BAD_FILES}
+    for stem in GOOD_STEMS:
+        assert (rows[stem]["class_index"], rows[stem]["class_name"]) == ("282", "tiger cat")
+        assert set(rows[stem]["files"].split(";")) == output_names(stem) and not rows[stem]["error"]
+    for name in BAD_FILES:
+        row = rows[Path(name).stem]
+        assert row["input"].endswith(name) and name in row["error"] and not row["files"]
+    assert len(read_entries(out / "index.csv")) == 9  # what index.html shows
+    assert "cat_dog_panel.png" in (out / "index.html").read_text()
 
 
 def test_folder_run_maps_overlays_onto_each_upright_photo(runs):
