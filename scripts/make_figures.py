@@ -38,7 +38,8 @@ flags.DEFINE_string("labels", None, "Comma-separated ImageNet indices or class n
 flags.DEFINE_string("network", DEFAULT_NETWORK, "One of: %s." % ", ".join(NETWORKS))
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, file or folder. Default: "
                     "checkpoints/<network>/, else the official archive is downloaded.")
-flags.DEFINE_string("checkpoints_dir", "checkpoints", "Where per-network checkpoints live.")
+flags.DEFINE_string("checkpoints_dir", None, "A folder of per-network checkpoints, searched "
+                    "before $GUIDED_GRADCAM_HOME/checkpoints. Default: ./checkpoints.")
 flags.DEFINE_string("output_dir", "output/figures", "Where the per-class and combined figures go.")
 flags.DEFINE_string("gallery_dir", None, "Gallery mode: write only each image's combined figure, "
                     "as <stem>.png, into this folder (--output_dir is not used).")

@@ -42,6 +42,8 @@ def test_converted_checkpoint_has_exactly_the_graphs_variables(explainer):
 
 def test_top5_agrees_with_keras(explained):
     top5 = explained[0].top_k(5)
+    assert [c.name for c in top5[:2]] == ["tiger cat", "bull mastiff"]
+    assert explained[1].class_name == "bull mastiff"
     assert [index for index, _ in top5] == [index for index, _ in KERAS_TOP5]
     for (_, probability), (_, keras_probability) in zip(top5, KERAS_TOP5):
         assert probability == pytest.approx(keras_probability, abs=0.01)
