@@ -86,9 +86,24 @@ def _floor_graph(spec, num_logits, prefix):
     return session, images, logits, gradient
 
 
-def measure_network(network, weights, batch_sizes, results):
+def _table_rows(name, weights, batch_sizes, session, images, scores, gradient, explainer):
+    """One table row per batch size: forward, floor and explain, timed in turns."""
     import numpy as np
 
+    rows = []
+    rng = np.random.default_rng(0)
+    for batch_size in batch_sizes:
+        batch = rng.integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)
+        forward, floor, explain = _interleaved_times([
+            lambda: session.run(scores, {images: batch}),
+            lambda: session.run(gradient, {images: batch}),
+            lambda: explainer.explain(batch)], batch_size)
+        rows.append((name, weights, batch_size, statistics.median(forward),
+                     statistics.median(floor), statistics.median(explain)))
+    return rows
+
+
+def measure_network(network, weights, batch_sizes, results):
     from guided_gradcam.tf_startup import import_tensorflow_quietly
     import_tensorflow_quietly()
     from guided_gradcam import GuidedGradCam
@@ -100,16 +115,8 @@ def measure_network(network, weights, batch_sizes, results):
         explainer = GuidedGradCam(network, checkpoint=prefix)
         session, images, logits, gradient = _floor_graph(spec, explainer.labels.num_logits,
                                                          explainer.checkpoint)
-    rows = []
-    rng = np.random.default_rng(0)
-    for batch_size in batch_sizes:
-        batch = rng.integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)
-        forward, floor, explain = _interleaved_times([
-            lambda: session.run(logits, {images: batch}),
-            lambda: session.run(gradient, {images: batch}),
-            lambda: explainer.explain(batch)], batch_size)
-        rows.append((network, weights, batch_size, statistics.median(forward),
-                     statistics.median(floor), statistics.median(explain)))
+    rows = _table_rows(network, weights, batch_sizes, session, images, logits, gradient,
+                       explainer)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     results.put((rows, peak_mib))
 
@@ -154,16 +161,9 @@ def measure_keras_mobilenet(batch_sizes, results):
         explainer = GuidedGradCam(path, preprocess="inception")
         frozen_source = explainer.source  # the loaded model, for the stock-Mul comparison
         session, images, scores, gradient = _imported_floor_graph(explainer.source)
-    rows = []
-    rng = np.random.default_rng(0)
-    for batch_size in batch_sizes:
-        batch = rng.integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)
-        forward, floor, explain = _interleaved_times([
-            lambda: session.run(scores, {images: batch}),
-            lambda: session.run(gradient, {images: batch}),
-            lambda: explainer.explain(batch)], batch_size)
-        rows.append(("keras .keras 0.75", "real", batch_size, statistics.median(forward),
-                     statistics.median(floor), statistics.median(explain)))
+    rows = _table_rows("keras .keras 0.75", "real", batch_sizes, session, images, scores,
+                       gradient, explainer)
+    rng = np.random.default_rng(1)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     # What the lean Mul gradient buys on Keras 3's frozen BatchNorm (conv · k): the same model
     # explained with TensorFlow's own Mul gradient, interleaved with the lean one.
