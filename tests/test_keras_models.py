@@ -152,6 +152,7 @@ def test_gradcam_equals_the_eager_plain_gradient_reference(case_result):
     name, case, explanations, cam, _, _, wrong, _ = case_result
     ours = np.stack([e.cam_lowres for e in explanations])
     assert ours.max() > 0, name
+    print("%s: cam_lowres max |ours - reference| / peak = %.1e" % (name, _relative(ours, cam)))
     np.testing.assert_allclose(ours, cam, rtol=1e-4, atol=1e-5 * cam.max(), err_msg=name)
     # The data separates the paper's α from a guided ∂y/∂A and from the un-bypassed head.
     assert _relative(wrong["guided dy/dA"], cam) > 1e-2, name
@@ -163,6 +164,7 @@ def test_gbp_equals_the_custom_gradient_guided_reference(case_result):
     name, case, explanations, _, gbp, _, wrong, _ = case_result
     ours = np.stack([e.gbp for e in explanations])
     assert ours.shape == gbp.shape, name
+    print("%s: gbp max |ours - reference| / peak = %.1e" % (name, _relative(ours, gbp)))
     np.testing.assert_allclose(ours, gbp, rtol=1e-4, atol=1e-5 * np.abs(gbp).max(), err_msg=name)
     assert _relative(wrong["unguided GBP"], gbp) > 0.05, name  # guiding changes this data
 
