@@ -53,12 +53,17 @@ GALLERY_IMAGES := images/cat.jpg images/coffee.jpg images/astronaut.jpg
 SINGLE_THREADED_TF := TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 RENDER_GALLERY := $(SINGLE_THREADED_TF) $(PY) scripts/make_figures.py \
   $(addprefix --image ,$(GALLERY_IMAGES)) --gallery_dir
+ALL_METHODS := gradcam,gradcampp,xgradcam,layercam,hirescam
 figures: checkpoint
 	$(PY) scripts/make_figures.py --image $(SHARED)/images/cat_dog.jpg --output_dir output/figures
+	$(PY) scripts/make_figures.py --image $(SHARED)/images/cat_dog.jpg --image images/cat.jpg \
+	  --methods $(ALL_METHODS) --output_dir output/methods
 	$(RENDER_GALLERY) output/gallery
 
 gallery: checkpoint
 	$(RENDER_GALLERY) docs/gallery
+	$(SINGLE_THREADED_TF) $(PY) scripts/make_figures.py --image images/cat.jpg \
+	  --methods $(ALL_METHODS) --gallery_dir docs/methods
 
 # Debian's headless Chromium, for the test that opens a run's index.html in a real browser
 # (sudo only when not root); the package lists are fetched only when apt has no chromium yet.

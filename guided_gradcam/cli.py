@@ -64,6 +64,9 @@ flags.DEFINE_boolean("skip_existing", False, "Skip images whose requested output
 flags.DEFINE_integer("num_shards", 1, "Split the inputs into this many deterministic shards.",
                      lower_bound=1)
 flags.DEFINE_integer("shard_index", 0, "Which shard (0-based) this job explains.", lower_bound=0)
+flags.DEFINE_string("methods", "gradcam", "The Grad-CAM family, comma-separated, all from the "
+                    "same run: gradcam, gradcampp (Grad-CAM++), xgradcam, layercam, hirescam; "
+                    "each also guided (x GBP).")
 flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks against the class.")
 FLAGS = flags.FLAGS
 
@@ -155,12 +158,13 @@ def _feeds(texts):
     return dict(parse_feed(text) for text in texts or ())
 
 
-def _plan(paths, labels, kinds):
+def _plan(paths, labels, kinds, methods):
     """This shard's jobs, each with the targets (class, mode) whose files are still wanted."""
     from guided_gradcam.pipeline import plan_jobs, targets_for
 
     jobs, skipped = plan_jobs(paths, FLAGS.output_dir, kinds, FLAGS.shard_index, FLAGS.num_shards,
-                              FLAGS.skip_existing, targets_for(labels, FLAGS.counterfactual))
+                              FLAGS.skip_existing, targets_for(labels, FLAGS.counterfactual),
+                              methods)
     if skipped:
         print("skipping %d images whose outputs exist" % skipped)
     return jobs
@@ -179,11 +183,13 @@ def main(argv):
         from guided_gradcam.labels import LabelSpace
         from guided_gradcam.networks import get_network
         from guided_gradcam.pipeline import Progress, run_jobs
+        from guided_gradcam.method_names import parse_methods
         from guided_gradcam.preprocessing import get_preprocessing
         from guided_gradcam.run_index import RunIndex
 
         input_size = parse_input_size(FLAGS.input_size)
         kinds = parse_outputs(FLAGS.outputs)
+        methods = parse_methods(FLAGS.methods)
         feeds = _feeds(FLAGS.feed)
         if FLAGS.preprocess is not None:
             get_preprocessing(FLAGS.preprocess)
@@ -200,7 +206,7 @@ def main(argv):
         if not paths:
             return 1
         if FLAGS.model is None:
-            jobs = _plan(paths, labels, kinds)
+            jobs = _plan(paths, labels, kinds, methods)
             if not jobs:  # everything exists: done without loading TensorFlow
                 return 1 if missing else 0
         check_writable(FLAGS.output_dir)  # before the work, not after every image is computed
@@ -211,10 +217,10 @@ def main(argv):
                            checkpoints_dir=FLAGS.checkpoints_dir, input_size=input_size,
                            input=FLAGS.input, output=FLAGS.output, feeds=feeds,
                            signature=FLAGS.signature, preprocess=FLAGS.preprocess,
-                           labels_file=FLAGS.labels_file) as explainer:
+                           labels_file=FLAGS.labels_file, methods=methods) as explainer:
             if FLAGS.model is not None:  # a model's class names are known once it is loaded
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
-                jobs = _plan(paths, labels, kinds)
+                jobs = _plan(paths, labels, kinds, methods)
             _print_run_header(explainer)
             if jobs:
                 with RunIndex(FLAGS.output_dir) as index:  # index.csv rows, then index.html

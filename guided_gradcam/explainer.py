@@ -16,7 +16,8 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from guided_gradcam import heads
 from guided_gradcam.errors import GuidedGradCamError, first_line
-from guided_gradcam.graph import PREDICTED_CLASS, build_explanation_graph
+from guided_gradcam.method_names import parse_methods
+from guided_gradcam.graph import PREDICTED_CLASS, MethodMaps, build_explanation_graph
 from guided_gradcam.images import fit_to_network
 from guided_gradcam.labels import LabelSpace, read_labels_file
 from guided_gradcam.networks import DEFAULT_NETWORK
@@ -54,6 +55,9 @@ class Explanation:
     counterfactual: bool = False
     task: str = heads.CLASSIFICATION  # classification, binary, multilabel or regression
     class_names: tuple = dataclasses.field(default=None, repr=False)  # short name per class
+    # {method: MethodMaps(lowres, cam, guided)} of the requested Grad-CAM family members;
+    # gradcam's are cam_lowres, cam and guided_gradcam
+    methods: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __repr__(self):
         score = ("y=%.4g" % self.value if self.task == heads.REGRESSION
@@ -88,6 +92,8 @@ class Explanation:
             "cam_lowres": self.cam_lowres, "cam": self.cam, "gbp": self.gbp,
             "guided_gradcam": self.guided_gradcam, "image": self.image,
             "task": np.str_(self.task),
+            **{key: array for method, maps in self.methods.items() if method != "gradcam"
+               for key, array in zip((method + "_lowres", method, "guided_" + method), maps)},
         }
 
 
@@ -128,13 +134,14 @@ class GuidedGradCam:
     or a `sources.base.ModelSource`. input / output / feeds name tensors of graph formats
     (feeds: {placeholder name: value}); preprocess: a `preprocessing.PREPROCESSINGS` name
     (default: the network's own, 'raw' for models); labels_file: one class name per line, or
-    'imagenet'.
+    'imagenet'; methods: the Grad-CAM family members `explain` computes by default.
     """
 
     def __init__(self, model=DEFAULT_NETWORK, checkpoint=None, layer=None,
                  checkpoints_dir=None, download=True,
                  input_size=None, progress=sys.stderr, *, input=None, output=None, feeds=None,
-                 signature=None, preprocess=None, labels_file=None):
+                 signature=None, preprocess=None, labels_file=None, methods=("gradcam",)):
+        self.methods = parse_methods(methods)  # explain's default
         self.source = open_source(
             model, checkpoint=checkpoint, checkpoints_dir=checkpoints_dir, download=download,
             progress=progress, input=input, output=output, feeds=feeds, signature=signature,
@@ -172,12 +179,15 @@ class GuidedGradCam:
         return getattr(self.source, "spec", None)
 
     # -- running ------------------------------------------------------------------------------
-    def explain(self, images, labels=None, counterfactual=False):
+    def explain(self, images, labels=None, counterfactual=False, methods=None):
         """Explains a batch of network inputs (uint8 (B, H, W, C)) in one session run.
 
         labels: None (each image's top-1 class), one label for all images, or one per image
         (None entries mean top-1). A label is a class index or a class name.
+        methods: the Grad-CAM family members to compute besides today's maps (`cam_methods`:
+        gradcam, gradcampp, xgradcam, layercam, hirescam); default: the explainer's `methods`.
         """
+        methods = parse_methods(methods or self.methods)
         images = np.asarray(images, dtype=np.uint8)
         expected = self.input_size + (self.channels,)
         if images.ndim == 3 and self.channels == 1 and images.shape[1:] == self.input_size:
@@ -193,9 +203,12 @@ class GuidedGradCam:
             g.counterfactual: bool(counterfactual),
             **g.model.feeds,
         }
+        fetches = [g.targets, g.logits, g.cam_lowres, g.cam, g.gbp, g.guided_gradcam]
+        if any(method != "gradcam" for method in methods):
+            fetches += list(g.family[1:])  # all other members at once: one resize, one product
         try:
-            targets, scores, cam_lowres, cam, gbp, guided = self._session.run(
-                [g.targets, g.logits, g.cam_lowres, g.cam, g.gbp, g.guided_gradcam], feed)
+            targets, scores, cam_lowres, cam, gbp, guided, *family = self._session.run(
+                fetches, feed)
         except tf.errors.OpError as error:
             raise GuidedGradCamError("the model failed to run: %s" % first_line(error)) from None
         offset = self.labels.offset
@@ -206,7 +219,11 @@ class GuidedGradCam:
                 probabilities=None if probabilities is None else probabilities[b],
                 cam_lowres=cam_lowres[b], cam=cam[b], gbp=gbp[b], guided_gradcam=guided[b],
                 image=images[b], counterfactual=bool(counterfactual), task=self.task,
-                class_names=self._short_names)
+                class_names=self._short_names, methods={
+                    method: (MethodMaps(cam_lowres[b], cam[b], guided[b]) if method == "gradcam"
+                             else MethodMaps(*(maps[b, ..., g.family.methods.index(method)]
+                                               for maps in family)))
+                    for method in methods})
             for b in range(len(images))
         ]
 
@@ -215,10 +232,10 @@ class GuidedGradCam:
         gray (H, W, 1) for a 1-channel model."""
         return fit_to_network(photo, *self.input_size, channels=self.channels)
 
-    def explain_photos(self, photos, labels=None, counterfactual=False):
+    def explain_photos(self, photos, labels=None, counterfactual=False, methods=None):
         """Like `explain`, for photos of any size (uint8 (H, W, 3) each)."""
         inputs = np.stack([self.fit(photo)[0] for photo in photos])
-        return self.explain(inputs, labels, counterfactual)
+        return self.explain(inputs, labels, counterfactual, methods)
 
     def _logit_indices(self, labels, batch_size):
         if labels is None or isinstance(labels, (str, int, np.integer)):

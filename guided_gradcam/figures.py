@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from guided_gradcam import rendering
+from guided_gradcam.method_names import TITLES
 from guided_gradcam.outputs import heading
 
 # The maps whose between-class correlation the figures command reports, in table order.
@@ -54,30 +55,41 @@ def draw_box(image, box):
     return np.asarray(picture)
 
 
-def class_figure(explanation, counterfactual, class_name, box=None):
+def class_figure(explanation, counterfactual, class_name, box=None, method="gradcam"):
     """One row of Figure 1: original | GBP | Grad-CAM (with box) | Guided Grad-CAM |
-    counterfactual Grad-CAM, headed by the class name and its probability.
+    counterfactual Grad-CAM, headed by the class name and its probability; with `method`,
+    that member of the Grad-CAM family in Grad-CAM's three places.
 
     explanation and counterfactual explain the same image and class (the second with
-    counterfactual=True); box is the localisation box in network-input pixels, or None.
+    counterfactual=True), both with `method` among their methods unless it is gradcam; box is
+    the localisation box in network-input pixels, or None.
     """
     if (counterfactual.label, counterfactual.counterfactual) != (explanation.label, True):
         raise ValueError("counterfactual must be the counterfactual explanation of class %d"
                          % explanation.label)
-    height, width = explanation.cam.shape
+    _, cam, guided = _maps(explanation, method)
+    height, width = cam.shape
     whole = (0, 0, width, height)
-    gradcam = rendering.overlay_on_photo(explanation.image, explanation.cam, whole)
+    overlay = rendering.overlay_on_photo(explanation.image, cam, whole)
     if box is not None:
-        gradcam = draw_box(gradcam, box)
+        overlay = draw_box(overlay, box)
+    title = TITLES[method]
     tiles = [
         ("Original", explanation.image),
         ("Guided Backprop", rendering.gradient_to_image(explanation.gbp)),
-        ("Grad-CAM", gradcam),
-        ("Guided Grad-CAM", rendering.gradient_to_image(explanation.guided_gradcam)),
-        ("Counterfactual Grad-CAM",
-         rendering.overlay_on_photo(explanation.image, counterfactual.cam, whole)),
+        (title, overlay),
+        ("Guided " + title, rendering.gradient_to_image(guided)),
+        ("Counterfactual " + title,
+         rendering.overlay_on_photo(explanation.image, _maps(counterfactual, method)[1], whole)),
     ]
     return rendering.make_panel(tiles, heading(explanation, class_name))
+
+
+def _maps(explanation, method):
+    """(lowres, cam, guided) of one method; Grad-CAM's are the explanation's own fields."""
+    if method == "gradcam":
+        return explanation.cam_lowres, explanation.cam, explanation.guided_gradcam
+    return explanation.methods[method]
 
 
 def stack_figures(figures):

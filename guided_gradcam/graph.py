@@ -8,12 +8,14 @@ is built in a second backward pass over that tail inside `plain_gradients()`, wh
 very same override gradient functions emit the ordinary ReLU gradient; elsewhere (MobileNet,
 ResNet) the one backward pass to the input passes A with nothing guided on the way.
 """
+import collections
 import dataclasses
 
 import tensorflow.compat.v1 as tf
 
 from guided_gradcam import tf_compat  # noqa: F401  (slim.batch_norm; quiets tf-slim's warning)
 from guided_gradcam import activations as activations_report
+from guided_gradcam import cam_methods
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.graph_paths import ancestor_ops, ops_between
 from guided_gradcam.guided_relu import OVERRIDE_MAP, guided_override, plain_gradients
@@ -42,7 +44,28 @@ class ExplanationGraph:
     head: Head
     model: PlacedModel  # feeds, restore
     background_logits: int  # leading scores that are never the predicted class
+    family: "FamilyMaps"  # the Grad-CAM family's other members; gradcam's are the fields above
+    methods: dict  # {method: MethodMaps of batch tensors}, gradcam included
     unguided: dict  # {activation: count}: what GBP passes with its ordinary gradient
+
+
+class MethodMaps(collections.namedtuple("MethodMaps", "lowres cam guided")):
+    """One CAM method's maps of one image: (h, w) unnormalised, (H, W) upsampled and divided by
+    its max, and (H, W, C) = gbp ⊙ cam (its guided version)."""
+
+
+class FamilyMaps(collections.namedtuple("FamilyMaps", "methods lowres cam guided")):
+    """The Grad-CAM family's other members for a batch, method on the last axis (in `methods`'
+    order): [B, h, w, M], [B, H, W, M], [B, H, W, C, M]."""
+
+
+def _upsample_and_normalise(lowres, height, width):
+    """[B, h, w] → [B, H, W, 1]: bilinear with half-pixel centres, as PIL's (tf.compat.v1's
+    tf.image.resize samples at corner-aligned positions and would shift the map up and to the
+    left), divided by its max; an all-zero map stays zero, never NaN."""
+    upsampled = tf.raw_ops.ResizeBilinear(
+        images=lowres[..., None], size=(height, width), half_pixel_centers=True)
+    return tf.math.divide_no_nan(upsampled, tf.reduce_max(upsampled, axis=[1, 2, 3], keepdims=True))
 
 
 def relus_between(start, end):
@@ -101,21 +124,30 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
                 "the output does not depend on %s" % ("layer %r" % layer if grads is None
                                                       else "the input"))
 
-        sign = tf.where(counterfactual, -1.0, 1.0)
-        alpha = tf.reduce_mean(sign * grads, axis=[1, 2], keepdims=True)  # [B, 1, 1, K]
-        # tf.maximum, not tf.nn.relu: every Relu op of the graph belongs to the network.
-        cam_lowres = tf.maximum(tf.reduce_sum(alpha * activations, axis=3), 0.0, name="cam_lowres")
-
-        # Half-pixel centres, as PIL's bilinear: tf.compat.v1's tf.image.resize samples at
-        # corner-aligned positions and would shift the map up and to the left.
-        upsampled = tf.raw_ops.ResizeBilinear(
-            images=cam_lowres[..., None], size=(height, width), half_pixel_centers=True)
-        peak = tf.reduce_max(upsampled, axis=[1, 2, 3], keepdims=True)
-        cam = tf.math.divide_no_nan(upsampled, peak)  # an all-zero map stays zero, never NaN
+        # The counterfactual map negates g for every method: regions speaking against c.
+        signed_grads = tf.where(counterfactual, -1.0, 1.0) * grads
+        cam_lowres = tf.identity(cam_methods.gradcam(activations, signed_grads), name="cam_lowres")
+        cam = _upsample_and_normalise(cam_lowres, height, width)
         guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")
         cam = tf.squeeze(cam, 3, name="cam")
+        # The rest of the family side by side on a last axis: one resize, one normalisation and
+        # one product with GBP for all of them (a run that fetches none of it computes none).
+        family = [method for method in cam_methods.METHODS if method != "gradcam"]
+        family_lowres = tf.stack([cam_methods.FUNCTIONS[method](activations, signed_grads)
+                                  for method in family], axis=3, name="family_lowres")
+        upsampled = tf.raw_ops.ResizeBilinear(
+            images=family_lowres, size=(height, width), half_pixel_centers=True)
+        family_cam = tf.math.divide_no_nan(  # ÷ max, as cam: its peak is exactly 1
+            upsampled, tf.reduce_max(upsampled, axis=[1, 2], keepdims=True), name="family_cam")
+        family_guided = tf.multiply(gbp[..., None], family_cam[:, :, :, None, :],
+                                    name="family_guided")
+        family_maps = FamilyMaps(tuple(family), family_lowres, family_cam, family_guided)
+        # Per method, for graph-level work (the explainer fetches the stacks above).
+        methods = {"gradcam": MethodMaps(cam_lowres, cam, guided_gradcam)}
+        for index, method in enumerate(family):
+            methods[method] = MethodMaps(*(maps[..., index] for maps in family_maps[1:]))
         _check_all_placeholders_fed(
-            [targets, head.scores, cam_lowres, cam, gbp, guided_gradcam],
+            [targets, head.scores, gbp, cam_lowres, cam, guided_gradcam] + list(family_maps[1:]),
             {images.op, labels.op, counterfactual.op}, model.feeds, model.scope)
 
     return ExplanationGraph(
@@ -123,6 +155,7 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         targets=targets, logits=head.scores, activations=activations, cam_lowres=cam_lowres,
         cam=cam, gbp=gbp, guided_gradcam=guided_gradcam, layer=layer,
         layer_names=tuple(model.layers), head=head, model=model, unguided=unguided,
+        family=family_maps, methods=methods,
         background_logits=background)
 
 

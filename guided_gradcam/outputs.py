@@ -4,6 +4,7 @@ import os
 import numpy as np
 
 from guided_gradcam import rendering
+from guided_gradcam.method_names import TITLES
 
 OUTPUT_KINDS = ("png", "npz", "panel")
 PNG_MAPS = ("gradcam", "gbp", "guided_gradcam")
@@ -24,36 +25,46 @@ def _rgb(array):
 
 
 def render_outputs(explanation, photo, box, class_name, kinds=OUTPUT_KINDS):
-    """{'gradcam', 'gbp', 'guided_gradcam'} ('png') and {'panel'} → uint8 RGB images.
+    """{'gradcam', 'gbp', 'guided_gradcam', and '<method>', 'guided_<method>' for each other
+    method of `explanation.methods`} ('png') and {'panel'} → uint8 RGB images.
 
-    'gradcam' overlays the map on the whole photo at its own resolution (`box` is where the
-    network input came from); the others are at the network input size.
+    Grad-CAM-style maps are overlaid on the whole photo at its own resolution (`box` is where
+    the network input came from); the others are at the network input size.
     """
     images = {}
     if "png" not in kinds and "panel" not in kinds:
         return images  # an arrays-only run renders nothing
-    gbp = rendering.gradient_to_image(_rgb(explanation.gbp))
-    guided = rendering.gradient_to_image(_rgb(explanation.guided_gradcam))
     network_input = _rgb(explanation.image)
+    height, width = explanation.cam.shape
+    maps = dict(explanation.methods) or {"gradcam": None}
+    maps["gradcam"] = (explanation.cam_lowres, explanation.cam, explanation.guided_gradcam)
+    gbp = rendering.gradient_to_image(_rgb(explanation.gbp))
+    tiles = [("Original", network_input), ("Guided Backprop", gbp)]
+    for method, (_, cam, guided) in maps.items():
+        guided_image = rendering.gradient_to_image(_rgb(guided))
+        if "png" in kinds:
+            images[method] = rendering.overlay_on_photo(photo, cam, box)
+            images["guided_" + method] = guided_image
+        if "panel" in kinds:
+            title = TITLES[method]
+            tiles += [(title, rendering.overlay_on_photo(network_input, cam, (0, 0, width, height))),
+                      ("Guided " + title, guided_image)]
     if "png" in kinds:
-        images.update(gradcam=rendering.overlay_on_photo(photo, explanation.cam, box),
-                      gbp=gbp, guided_gradcam=guided)
+        images["gbp"] = gbp
     if "panel" in kinds:
-        height, width = explanation.cam.shape
-        cam_on_input = rendering.overlay_on_photo(
-            network_input, explanation.cam, (0, 0, width, height))
-        images["panel"] = rendering.make_panel(
-            [("Original", network_input), ("Guided Backprop", gbp),
-             ("Grad-CAM", cam_on_input), ("Guided Grad-CAM", guided)],
-            heading(explanation, class_name))
+        images["panel"] = rendering.make_panel(tiles, heading(explanation, class_name))
     return images
 
 
-def _output_names(stem, kinds):
+def _output_names(stem, kinds, methods=("gradcam",)):
     """{image name: file name} in writing order."""
     names = {}
     if "png" in kinds:
         names.update((name, "%s_%s.png" % (stem, name)) for name in PNG_MAPS)
+        for method in methods:
+            if method != "gradcam":
+                names.update((name, "%s_%s.png" % (stem, name))
+                             for name in (method, "guided_" + method))
     if "panel" in kinds:
         names["panel"] = "%s_panel.png" % stem
     if "npz" in kinds:
@@ -61,15 +72,18 @@ def _output_names(stem, kinds):
     return names
 
 
-def output_paths(output_dir, stem, kinds=OUTPUT_KINDS):
-    """The files `save_outputs` writes for `stem` and `kinds`."""
-    return [os.path.join(output_dir, name) for name in _output_names(stem, kinds).values()]
+def output_paths(output_dir, stem, kinds=OUTPUT_KINDS, methods=("gradcam",)):
+    """The files `save_outputs` writes for `stem`, `kinds` and the Grad-CAM family `methods`."""
+    return [os.path.join(output_dir, name)
+            for name in _output_names(stem, kinds, methods).values()]
 
 
 def save_outputs(explanation, photo, box, class_name, output_dir, stem, kinds=OUTPUT_KINDS):
     """Writes the files of `output_paths` atomically; returns their paths."""
     os.makedirs(output_dir, exist_ok=True)
-    paths = dict(zip(_output_names(stem, kinds), output_paths(output_dir, stem, kinds)))
+    methods = tuple(explanation.methods) or ("gradcam",)
+    names = _output_names(stem, kinds, methods)
+    paths = dict(zip(names, output_paths(output_dir, stem, kinds, methods)))
     for name, image in render_outputs(explanation, photo, box, class_name, kinds).items():
         rendering.save_png(paths[name], image)
     if "npz" in kinds:

@@ -59,7 +59,7 @@ def unique_stems(paths):
 
 
 def plan_jobs(paths, output_dir, kinds=OUTPUT_KINDS, shard_index=0, num_shards=1,
-              skip_existing=False, targets=(Target(None),)):
+              skip_existing=False, targets=(Target(None),), methods=("gradcam",)):
     """(jobs, skipped): this shard's share of `paths`, each with its `targets`; with
     skip_existing, the targets whose outputs all exist are dropped, and images with none left.
 
@@ -79,7 +79,7 @@ def plan_jobs(paths, output_dir, kinds=OUTPUT_KINDS, shard_index=0, num_shards=1
         job.targets = tuple(
             target for target in job.targets
             if not all(os.path.exists(p) for p in output_paths(
-                output_dir, job.stem + target.suffix, kinds)))
+                output_dir, job.stem + target.suffix, kinds, methods)))
         if job.targets:
             todo.append(job)
     return todo, len(jobs) - len(todo)

@@ -22,6 +22,7 @@ from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.figures import (
     CORRELATED_MAPS, class_figure, format_table, map_correlations, stack_figures)
 from guided_gradcam.images import load_photo
+from guided_gradcam.method_names import parse_methods
 from guided_gradcam.labels import LabelSpace
 from guided_gradcam.localization import box_to_photo, gradcam_box
 from guided_gradcam.networks import DEFAULT_NETWORK, NETWORKS, get_network
@@ -40,6 +41,9 @@ flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, file or folder. Defa
                     "checkpoints/<network>/, else the official archive is downloaded.")
 flags.DEFINE_string("checkpoints_dir", None, "A folder of per-network checkpoints, searched "
                     "before $GUIDED_GRADCAM_HOME/checkpoints. Default: ./checkpoints.")
+flags.DEFINE_string("methods", "gradcam", "Grad-CAM family members, comma-separated "
+                    "(gradcam, gradcampp, xgradcam, layercam, hirescam): one row per method "
+                    "and class, all from the same runs.")
 flags.DEFINE_string("output_dir", "output/figures", "Where the per-class and combined figures go.")
 flags.DEFINE_string("gallery_dir", None, "Gallery mode: write only each image's combined figure, "
                     "as <stem>.png, into this folder (--output_dir is not used).")
@@ -70,7 +74,8 @@ def _slug(name):
 
 
 def explain_image(explainer, path, photo, labels):
-    """Prints the image's table, returns [(explanation, counterfactual, name, input box)]."""
+    """Prints the image's table, returns [(explanation, counterfactual, name, input box)]
+    (the box of Grad-CAM's map)."""
     network_input, crop = explainer.fit(photo)
     count = len(labels) if labels else 1
     factual = explainer.explain([network_input] * count, labels)
@@ -108,7 +113,11 @@ def write_figures(results, stem, output_dir, gallery_dir):
     """The per-class and combined figures (or, for a gallery, only the combined one)."""
     figures, written = [], []
     for explanation, counter, name, box in results:
-        figure = class_figure(explanation, counter, name, box)
+        rows = [class_figure(explanation, counter, name,
+                             box if method == "gradcam" else gradcam_box(explanation.methods[method].cam),
+                             method)
+                for method in explanation.methods or ("gradcam",)]
+        figure = stack_figures(rows)  # one row per method of the Grad-CAM family
         figures.append(figure)
         if gallery_dir is None:
             path = os.path.join(output_dir, "%s_%d_%s.png" % (stem, explanation.label, _slug(name)))
@@ -131,6 +140,7 @@ def main(argv):
     get_network(FLAGS.network)  # bad flags fail fast, before TensorFlow loads
     label_space = LabelSpace(1000)
     labels = parse_labels(FLAGS.labels, label_space)
+    methods = parse_methods(FLAGS.methods)
     stems = [_stem(path) for path in FLAGS.image]
     for stem in stems:
         if stems.count(stem) > 1:
@@ -146,8 +156,8 @@ def main(argv):
     import_tensorflow_quietly()
     from guided_gradcam.explainer import GuidedGradCam  # loads TensorFlow
 
-    with GuidedGradCam(FLAGS.network, FLAGS.checkpoint,
-                       checkpoints_dir=FLAGS.checkpoints_dir) as explainer:
+    with GuidedGradCam(FLAGS.network, FLAGS.checkpoint, checkpoints_dir=FLAGS.checkpoints_dir,
+                       methods=methods) as explainer:
         for path, stem, photo in zip(FLAGS.image, stems, photos):
             image_labels = labels
             if image_labels is None and stem in DEFAULT_LABELS:

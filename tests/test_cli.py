@@ -96,6 +96,8 @@ def runs(tmp_path_factory):
         "counterfactual": ["--image", CAT_DOG, "--label", "tiger cat", "--counterfactual"],
         "two_labels": ["--image", CAT_DOG, "--label", "282", "--label", "bull mastiff",
                        "--outputs", "npz,panel"],
+        "methods": ["--image", CAT_DOG, "--label", "243", "--methods",
+                    "gradcam,gradcampp,xgradcam,layercam,hirescam"],
         "tabby_320x256": image + ["--label", "tabby", "--input_size", "320x256"],
         "unknown_layer": image + ["--layer", "Conv2d_99"],
         "wrong_depth": image + ["--network", "mobilenet_v1", "--checkpoint", CHECKPOINT.parent],
@@ -211,6 +213,28 @@ def test_several_labels_are_explained_in_one_run_into_their_own_files(runs):
     np.testing.assert_array_equal(cat["logits"], dog["logits"])  # one photo, one forward pass
     assert np.abs(cat["cam"] - dog["cam"]).max() > 0.1
     assert "explained tiger cat (282)" in run.stdout and "explained bull mastiff (243)" in run.stdout
+
+
+def test_the_cam_family_is_written_per_method(runs):
+    run = runs["methods"]
+    assert run.returncode == 0, run.stderr
+    family = ("gradcampp", "xgradcam", "layercam", "hirescam")
+    names = set(os.listdir(run.output_dir))
+    for method in ("gradcam",) + family:
+        assert {"cat_dog_%s.png" % method, "cat_dog_guided_%s.png" % method} <= names, names
+    arrays = load_npz(run, "cat_dog")
+    for method in family:
+        lowres, cam, guided = (arrays[key] for key in (method + "_lowres", method,
+                                                       "guided_" + method))
+        assert lowres.shape == (7, 7) and cam.shape == (224, 224) and cam.max() == 1.0
+        np.testing.assert_allclose(guided, arrays["gbp"] * cam[..., None], rtol=1e-5, atol=1e-8)
+    # today's keys stay for Grad-CAM; HiResCAM equals it after MobileNet's average pool
+    assert "gradcam_lowres" not in arrays and "cam_lowres" in arrays
+    np.testing.assert_allclose(arrays["hirescam_lowres"], arrays["cam_lowres"],
+                               atol=1e-5 * arrays["cam_lowres"].max())
+    assert not np.allclose(arrays["layercam_lowres"], arrays["cam_lowres"], rtol=1e-2)
+    width, _ = png_size(run.output_dir / "cat_dog_panel.png")
+    assert width > 12 * 224  # original, GBP and two tiles per method
 
 
 # --- input size -------------------------------------------------------------------------------
@@ -336,7 +360,8 @@ def test_no_temporary_files_are_left(runs):
                          if f.startswith(".") or f.endswith(".tmp")]
             assert not leftovers, (name, leftovers)
             written.add(name)
-    assert written == {"happy", "counterfactual", "two_labels", "tabby_320x256", "folder"}
+    assert written == {"happy", "counterfactual", "two_labels", "methods", "tabby_320x256",
+                       "folder"}
 
 
 def test_output_stems_never_collide():
