@@ -17,6 +17,7 @@ from PIL import Image
 
 from conftest import run_cli
 from guided_gradcam import GuidedGradCam
+from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.tf_eager import eager
 from guided_references import guided_relu, guided_relu6
 
@@ -263,3 +264,20 @@ def test_an_all_zero_gradcam_is_noted_and_still_written(tmp_path):
     assert "at layer features" in notes[0]
     with np.load(tmp_path / "out" / "photo.npz") as arrays:
         assert not arrays["cam_lowres"].any() and np.isfinite(arrays["guided_gradcam"]).all()
+
+
+def test_open_input_size_needs_input_size_and_then_follows_it():
+    """A fully convolutional model with (None, None) spatial input: the size is the user's."""
+    with eager():
+        inputs = keras.Input((None, None, 3))
+        hidden = keras.layers.Conv2D(4, 3, activation="relu", name="features")(inputs)
+        outputs = keras.layers.Dense(2, activation="softmax")(
+            keras.layers.GlobalAveragePooling2D()(hidden))
+        model = keras.Model(inputs, outputs)
+    with pytest.raises(GuidedGradCamError, match="leaves its input size open: pass --input_size"):
+        GuidedGradCam(model)
+    images = np.random.default_rng(1).integers(0, 256, (2, 40, 56, 3)).astype(np.uint8)
+    with GuidedGradCam(model, input_size=(40, 56)) as explainer:
+        assert explainer.input_size == (40, 56)
+        explanation = explainer.explain(images)[0]
+    assert explanation.cam_lowres.shape == (38, 54) and explanation.gbp.shape == (40, 56, 3)
