@@ -55,10 +55,12 @@ def draw_box(image, box):
     return np.asarray(picture)
 
 
-def class_figure(explanation, counterfactual, class_name, box=None, method="gradcam"):
+def class_figure(explanation, counterfactual, class_name, box=None, method="gradcam",
+                 with_inputs=True):
     """One row of Figure 1: original | GBP | Grad-CAM (with box) | Guided Grad-CAM |
     counterfactual Grad-CAM, headed by the class name and its probability; with `method`,
-    that member of the Grad-CAM family in Grad-CAM's three places.
+    that member of the Grad-CAM family in Grad-CAM's three places. with_inputs=False leaves
+    out the original and GBP (the same in every method's row).
 
     explanation and counterfactual explain the same image and class (the second with
     counterfactual=True), both with `method` among their methods unless it is gradcam; box is
@@ -74,9 +76,9 @@ def class_figure(explanation, counterfactual, class_name, box=None, method="grad
     if box is not None:
         overlay = draw_box(overlay, box)
     title = TITLES[method]
-    tiles = [
-        ("Original", explanation.image),
-        ("Guided Backprop", rendering.gradient_to_image(explanation.gbp)),
+    inputs = [("Original", explanation.image),
+              ("Guided Backprop", rendering.gradient_to_image(explanation.gbp))]
+    tiles = (inputs if with_inputs else []) + [
         (title, overlay),
         ("Guided " + title, rendering.gradient_to_image(guided)),
         ("Counterfactual " + title,
@@ -92,8 +94,9 @@ def _maps(explanation, method):
     return explanation.methods[method]
 
 
-def stack_figures(figures):
-    """Figures (uint8 (H_i, W_i, 3)) one below the other on white, left-aligned."""
+def stack_figures(figures, align_right=False):
+    """Figures (uint8 (H_i, W_i, 3)) one below the other on white, left-aligned (or
+    right-aligned: a method's row under the columns it shares with the first row)."""
     if not figures:
         raise ValueError("stack_figures needs at least one figure")
     width = max(figure.shape[1] for figure in figures)
@@ -102,7 +105,8 @@ def stack_figures(figures):
     stacked[...] = rendering.PANEL_BACKGROUND
     top = 0
     for figure in figures:
-        stacked[top:top + figure.shape[0], :figure.shape[1]] = figure
+        left = width - figure.shape[1] if align_right else 0
+        stacked[top:top + figure.shape[0], left:left + figure.shape[1]] = figure
         top += figure.shape[0]
     return stacked
 

@@ -113,11 +113,13 @@ def write_figures(results, stem, output_dir, gallery_dir):
     """The per-class and combined figures (or, for a gallery, only the combined one)."""
     figures, written = [], []
     for explanation, counter, name, box in results:
+        methods = tuple(explanation.methods) or ("gradcam",)
+        # One row per method of the Grad-CAM family; the original and GBP in the first only.
         rows = [class_figure(explanation, counter, name,
                              box if method == "gradcam" else gradcam_box(explanation.methods[method].cam),
-                             method)
-                for method in explanation.methods or ("gradcam",)]
-        figure = stack_figures(rows)  # one row per method of the Grad-CAM family
+                             method, with_inputs=row == 0)
+                for row, method in enumerate(methods)]
+        figure = stack_figures(rows, align_right=True)
         figures.append(figure)
         if gallery_dir is None:
             path = os.path.join(output_dir, "%s_%d_%s.png" % (stem, explanation.label, _slug(name)))
