@@ -179,38 +179,30 @@ class GuidedGradCam:
         return getattr(self.source, "spec", None)
 
     # -- running ------------------------------------------------------------------------------
-    def explain(self, images, labels=None, counterfactual=False, methods=None):
+    def explain(self, images, labels=None, counterfactual=False, methods=None, *, feeds=None):
         """Explains a batch of network inputs (uint8 (B, H, W, C)) in one session run.
 
         labels: None (each image's top-1 class), one label for all images, or one per image
         (None entries mean top-1). A label is a class index or a class name.
         methods: the Grad-CAM family members to compute besides today's maps (`cam_methods`:
         gradcam, gradcampp, xgradcam, layercam, hirescam); default: the explainer's `methods`.
+        feeds: extra {tensor: value} for this run, e.g. randomised weights
+        (`evaluation.randomisation`).
         """
         methods = parse_methods(methods or self.methods)
-        images = np.asarray(images, dtype=np.uint8)
-        expected = self.input_size + (self.channels,)
-        if images.ndim == 3 and self.channels == 1 and images.shape[1:] == self.input_size:
-            images = images[..., None]
-        if images.ndim != 4 or images.shape[1:] != expected:
-            raise GuidedGradCamError(
-                "images must be uint8 (B, %d, %d, %d); got shape %s"
-                % (expected + (images.shape,)))
+        images = self._checked_images(images)
         g = self._graph
         feed = {
             g.images: images,
             g.labels: self._logit_indices(labels, len(images)),
             g.counterfactual: bool(counterfactual),
             **g.model.feeds,
+            **(feeds or {}),
         }
         fetches = [g.targets, g.logits, g.cam_lowres, g.cam, g.gbp, g.guided_gradcam]
         if any(method != "gradcam" for method in methods):
             fetches += list(g.family[1:])  # all other members at once: one resize, one product
-        try:
-            targets, scores, cam_lowres, cam, gbp, guided, *family = self._session.run(
-                fetches, feed)
-        except tf.errors.OpError as error:
-            raise GuidedGradCamError("the model failed to run: %s" % first_line(error)) from None
+        targets, scores, cam_lowres, cam, gbp, guided, *family = self._run(fetches, feed)
         offset = self.labels.offset
         probabilities = probabilities_of(self.task, scores, offset)
         return [
@@ -226,6 +218,43 @@ class GuidedGradCam:
                     for method in methods})
             for b in range(len(images))
         ]
+
+    def network_inputs(self, images):
+        """The preprocessed network inputs, float32 (B, H, W, C), of uint8 images: where 0 is
+        the preprocessing's neutral value (occluded, deleted pixels)."""
+        g = self._graph
+        return self._run(g.net_input, {g.images: self._checked_images(images)})
+
+    def forward(self, net_inputs, feeds=None):
+        """(scores, probabilities) of preprocessed inputs (`network_inputs`, modified): the raw
+        scores before softmax / sigmoid (B, K) and the probabilities `Explanation` reports
+        (None for regression), one column per class (a background logit left out). Nothing
+        but the forward pass runs."""
+        g = self._graph
+        scores = self._run(g.logits, {g.net_input: net_inputs, **g.model.feeds, **(feeds or {})})
+        offset = self.labels.offset
+        return scores[:, offset:], probabilities_of(self.task, scores, offset)
+
+    def _run(self, fetches, feed):
+        try:
+            return self._session.run(fetches, feed)
+        except tf.errors.OpError as error:
+            raise GuidedGradCamError("the model failed to run: %s" % first_line(error)) from None
+
+    def _checked_images(self, images):
+        images = np.asarray(images, dtype=np.uint8)
+        expected = self.input_size + (self.channels,)
+        if images.ndim == 3 and self.channels == 1 and images.shape[1:] == self.input_size:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise GuidedGradCamError(
+                "images must be uint8 (B, %d, %d, %d); got shape %s"
+                % (expected + (images.shape,)))
+        return images
+
+    # The graph and session, for the evaluation's weight randomisation.
+    graph = property(lambda self: self._graph, doc="The ExplanationGraph.")
+    session = property(lambda self: self._session, doc="The explainer's tf.Session.")
 
     def fit(self, photo):
         """(network input, crop box): the photo centre-cropped to the input's aspect, resized;

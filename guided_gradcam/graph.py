@@ -32,6 +32,8 @@ class ExplanationGraph:
     images: tf.Tensor  # uint8 [B, H, W, C] placeholder: fitted photos (RGB, or gray for C = 1)
     labels: tf.Tensor  # int32 [B] placeholder: explained column per image, or PREDICTED_CLASS
     counterfactual: tf.Tensor  # bool scalar, default False: explain -∂y^c/∂A instead
+    net_input: tf.Tensor  # float32 [B, H, W, C]: the preprocessed input; feeding it skips
+    #                       the preprocessing (occluded or masked inputs for the evaluation)
     targets: tf.Tensor  # int32 [B]: the column of `head.explained` explained per image
     logits: tf.Tensor  # [B, C]: the model's raw scores (pre-softmax/sigmoid), `head.scores`
     activations: tf.Tensor  # [B, h, w, K]: A, the Grad-CAM layer's output
@@ -152,6 +154,7 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
 
     return ExplanationGraph(
         graph=graph, images=images, labels=labels, counterfactual=counterfactual,
+        net_input=net_input,
         targets=targets, logits=head.scores, activations=activations, cam_lowres=cam_lowres,
         cam=cam, gbp=gbp, guided_gradcam=guided_gradcam, layer=layer,
         layer_names=tuple(model.layers), head=head, model=model, unguided=unguided,
