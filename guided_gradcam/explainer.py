@@ -226,14 +226,16 @@ class GuidedGradCam:
         return self._run(g.net_input, {g.images: self._checked_images(images)})
 
     def forward(self, net_inputs, feeds=None):
-        """(scores, probabilities) of preprocessed inputs (`network_inputs`, modified): the raw
-        scores before softmax / sigmoid (B, K) and the probabilities `Explanation` reports
-        (None for regression), one column per class (a background logit left out). Nothing
-        but the forward pass runs."""
+        """(y, probabilities) of preprocessed inputs (`network_inputs`, modified), one column
+        per class (a background logit left out): y^c, the score each map explains (before
+        softmax / sigmoid; binary: [−z, z]), and the probabilities `Explanation` reports (None
+        for regression). Nothing but the forward pass runs."""
         g = self._graph
-        scores = self._run(g.logits, {g.net_input: net_inputs, **g.model.feeds, **(feeds or {})})
+        explained, scores = self._run(
+            [g.head.explained, g.logits],
+            {g.net_input: net_inputs, **g.model.feeds, **(feeds or {})})
         offset = self.labels.offset
-        return scores[:, offset:], probabilities_of(self.task, scores, offset)
+        return explained[:, offset:], probabilities_of(self.task, scores, offset)
 
     def _run(self, fetches, feed):
         try:
