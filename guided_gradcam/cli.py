@@ -71,7 +71,7 @@ flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks again
 FLAGS = flags.FLAGS
 
 
-def _error(message):
+def print_error(message):
     print("error: %s" % message, file=sys.stderr)
 
 
@@ -158,6 +158,41 @@ def _feeds(texts):
     return dict(parse_feed(text) for text in texts or ())
 
 
+def check_model_flags():
+    """Fails fast, before TF loads, on a bad model choice, input size, preprocessing or feed;
+    returns --label as ImageNet indices for a network (None for a model: its classes are known
+    once it is loaded)."""
+    from guided_gradcam.labels import LabelSpace
+    from guided_gradcam.networks import get_network
+    from guided_gradcam.preprocessing import get_preprocessing
+
+    input_size = parse_input_size(FLAGS.input_size)
+    _feeds(FLAGS.feed)
+    if FLAGS.preprocess is not None:
+        get_preprocessing(FLAGS.preprocess)
+    if FLAGS.model is None:
+        get_network(FLAGS.network).check_input_size(input_size)
+        return [LabelSpace(1000).resolve(label) for label in FLAGS.label or ()]
+    if FLAGS["network"].present:
+        raise GuidedGradCamError("pass --network or --model, not both")
+    if not os.path.exists(FLAGS.model):
+        raise GuidedGradCamError("model %s does not exist" % FLAGS.model)
+    return None
+
+
+def open_explainer(methods):
+    """The GuidedGradCam of the model flags."""
+    import_tensorflow_quietly()
+    from guided_gradcam.explainer import GuidedGradCam
+
+    return GuidedGradCam(FLAGS.model or FLAGS.network, FLAGS.checkpoint, FLAGS.layer,
+                         checkpoints_dir=FLAGS.checkpoints_dir,
+                         input_size=parse_input_size(FLAGS.input_size), input=FLAGS.input,
+                         output=FLAGS.output, feeds=_feeds(FLAGS.feed), signature=FLAGS.signature,
+                         preprocess=FLAGS.preprocess, labels_file=FLAGS.labels_file,
+                         methods=methods)
+
+
 def _plan(paths, labels, kinds, methods):
     """This shard's jobs, each with the targets (class, mode) whose files are still wanted."""
     from guided_gradcam.pipeline import plan_jobs, targets_for
@@ -172,37 +207,24 @@ def _plan(paths, labels, kinds, methods):
 
 def main(argv):
     if len(argv) > 1:
-        _error("unexpected arguments: %s (images go after --image)" % " ".join(argv[1:]))
+        print_error("unexpected arguments: %s (images go after --image)" % " ".join(argv[1:]))
         return 2
     if not FLAGS.image:
-        _error("no input: pass --image PATH (a file, a folder or a glob; repeatable)")
+        print_error("no input: pass --image PATH (a file, a folder or a glob; repeatable)")
         return 2
     jobs, missing, failures = [], [], 0
     try:
         from guided_gradcam.images import collect_image_paths
-        from guided_gradcam.labels import LabelSpace
-        from guided_gradcam.networks import get_network
         from guided_gradcam.pipeline import Progress, run_jobs
         from guided_gradcam.method_names import parse_methods
-        from guided_gradcam.preprocessing import get_preprocessing
         from guided_gradcam.run_index import RunIndex
 
-        input_size = parse_input_size(FLAGS.input_size)
         kinds = parse_outputs(FLAGS.outputs)
         methods = parse_methods(FLAGS.methods)
-        feeds = _feeds(FLAGS.feed)
-        if FLAGS.preprocess is not None:
-            get_preprocessing(FLAGS.preprocess)
-        if FLAGS.model is None:  # fail fast, before TF loads
-            get_network(FLAGS.network).check_input_size(input_size)
-            labels = [LabelSpace(1000).resolve(label) for label in FLAGS.label or ()]
-        elif FLAGS["network"].present:
-            raise GuidedGradCamError("pass --network or --model, not both")
-        elif not os.path.exists(FLAGS.model):
-            raise GuidedGradCamError("model %s does not exist" % FLAGS.model)
+        labels = check_model_flags()
         paths, missing = collect_image_paths(FLAGS.image)
         for message in missing:
-            _error(message)
+            print_error(message)
         if not paths:
             return 1
         if FLAGS.model is None:
@@ -210,14 +232,7 @@ def main(argv):
             if not jobs:  # everything exists: done without loading TensorFlow
                 return 1 if missing else 0
         check_writable(FLAGS.output_dir)  # before the work, not after every image is computed
-        import_tensorflow_quietly()
-        from guided_gradcam.explainer import GuidedGradCam
-
-        with GuidedGradCam(FLAGS.model or FLAGS.network, FLAGS.checkpoint, FLAGS.layer,
-                           checkpoints_dir=FLAGS.checkpoints_dir, input_size=input_size,
-                           input=FLAGS.input, output=FLAGS.output, feeds=feeds,
-                           signature=FLAGS.signature, preprocess=FLAGS.preprocess,
-                           labels_file=FLAGS.labels_file, methods=methods) as explainer:
+        with open_explainer(methods) as explainer:
             if FLAGS.model is not None:  # a model's class names are known once it is loaded
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
                 jobs = _plan(paths, labels, kinds, methods)
@@ -227,17 +242,17 @@ def main(argv):
                     failures = run_jobs(
                         explainer, jobs, FLAGS.output_dir, FLAGS.batch_size, FLAGS.counterfactual,
                         kinds, report=functools.partial(_print_result, layer=explainer.layer),
-                        error=_error, index=index,
+                        error=print_error, index=index,
                         progress=Progress(len(jobs)) if len(jobs) > 1 else None)
     except GuidedGradCamError as error:
-        _error(error)
+        print_error(error)
         return 1
     except KeyboardInterrupt:
-        _error("interrupted")
+        print_error("interrupted")
         return 130
     failures += len(missing)
     if failures:
-        _error("%d of %d inputs failed" % (failures, len(jobs) + len(missing)))
+        print_error("%d of %d inputs failed" % (failures, len(jobs) + len(missing)))
     return 1 if failures else 0
 
 
@@ -261,7 +276,7 @@ def _program(argv0):
     return "python " + argv0 if argv0.endswith(".py") else os.path.basename(argv0)
 
 
-def _describe_flag(flag):
+def describe_flag(flag):
     """'  --name (default: X; syntax)' and the wrapped help, from the flag's definition."""
     import textwrap
 
@@ -285,20 +300,21 @@ def help_text(argv0="inference.py"):
     """--help: usage, two examples, then every flag this module defines, in definition order."""
     tool_flags = FLAGS.get_flags_for_module(__name__)
     return "%s\nflags (--helpfull adds absl's own):\n%s\n" % (
-        USAGE.format(prog=_program(argv0)), "\n".join(map(_describe_flag, tool_flags)))
+        USAGE.format(prog=_program(argv0)), "\n".join(map(describe_flag, tool_flags)))
 
 
 class _HelpFlag(flags.BooleanFlag):
     """--help, --helpshort (-h, -?): this tool's help on stdout, exit 0. absl's own print the
     main module's docstring and its flags (none: they are defined here) and exit 1."""
 
-    def __init__(self, name, short_name):
+    def __init__(self, name, short_name, text=None):
         super().__init__(name, False, "show this help", short_name=short_name,
                          allow_hide_cpp=True)
+        self._text = text or help_text
 
     def parse(self, arg):
         if self._parse(arg):
-            sys.stdout.write(help_text(sys.argv[0]))
+            sys.stdout.write(self._text(sys.argv[0]))
             sys.stdout.flush()
             sys.exit(0)
 
@@ -308,15 +324,16 @@ def _parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as error:
-        _error("%s (see --help)" % error)
+        print_error("%s (see --help)" % error)
         sys.exit(2)
 
 
-def run():
+def run(command=None, text=None):
+    """Runs `command` (default: this CLI's main) under absl, with `text(argv0)` as --help."""
     app.define_help_flags()  # absl's help flags, then ours in place of --help/--helpshort
     for name in ("help", "?", "helpshort"):
         if name in FLAGS:
             delattr(FLAGS, name)
     for name, short_name in (("help", "h"), ("helpshort", "?")):
-        flags.DEFINE_flag(_HelpFlag(name, short_name), module_name=app.__name__)
-    app.run(main, flags_parser=_parse_flags)
+        flags.DEFINE_flag(_HelpFlag(name, short_name, text), module_name=app.__name__)
+    app.run(command or main, flags_parser=_parse_flags)
