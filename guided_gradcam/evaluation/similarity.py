@@ -1,0 +1,65 @@
+"""The similarity measures of the sanity checks (Adebayo et al., NeurIPS 2018), numpy + skimage.
+
+"Sanity Checks for Saliency Maps" compares a map of the trained network with the map after
+its weights are randomised: if they stay similar, the method does not depend on what the
+network learned. Four measures: Spearman's rank correlation of the absolute maps and of the
+signed maps, SSIM and the correlation of HOG features of the (normalised) absolute maps.
+"""
+import numpy as np
+from skimage.feature import hog
+from skimage.metrics import structural_similarity
+
+from guided_gradcam.evaluation.faithfulness import spearman
+
+
+def single_channel(saliency):
+    """(absolute, signed) 2-D float64 maps of a saliency map (H, W) or (H, W, C).
+
+    For (H, W, C): absolute = max over channels of |x|, the convention of Simonyan et al.
+    (2014) for gradient maps; signed = sum over channels. For (H, W): |map| and the map.
+    """
+    saliency = np.asarray(saliency, dtype=np.float64)
+    if saliency.ndim == 3:
+        return np.abs(saliency).max(axis=2), saliency.sum(axis=2)
+    if saliency.ndim == 2:
+        return np.abs(saliency), saliency
+    raise ValueError("saliency must be (H, W) or (H, W, C), got shape %s" % (saliency.shape,))
+
+
+def _unit_max(absolute):
+    """The map divided by its maximum; an all-zero map stays zero."""
+    peak = absolute.max()
+    return absolute / peak if peak > 0 else absolute
+
+
+def _pearson(a, b):
+    """Pearson's correlation of two vectors; NaN when either is constant (no warning)."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = np.sqrt(np.dot(a, a) * np.dot(b, b))
+    return float(np.dot(a, b) / norm) if norm > 0 else float("nan")
+
+
+def compare(original, randomised):
+    """The four similarities of two saliency maps of the same shape, (H, W) or (H, W, C).
+
+    Returns {"spearman_abs", "spearman_signed", "ssim", "hog"}: Spearman of the absolute and
+    of the signed maps (`single_channel`; NaN for a constant map), SSIM (data_range 1) of the
+    absolute maps each divided by its own maximum, and Pearson's correlation of the HOG
+    feature vectors (skimage defaults: 8x8 cells, 3x3 blocks, so at least 24x24 pixels) of
+    those normalised maps (NaN when a vector is constant, e.g. for an all-zero map).
+    """
+    original = np.asarray(original, dtype=np.float64)
+    randomised = np.asarray(randomised, dtype=np.float64)
+    if original.shape != randomised.shape:
+        raise ValueError("maps of different shapes %s and %s"
+                         % (original.shape, randomised.shape))
+    abs_a, signed_a = single_channel(original)
+    abs_b, signed_b = single_channel(randomised)
+    # Each map by its own maximum: the scale of a randomised network's gradients is arbitrary.
+    unit_a, unit_b = _unit_max(abs_a), _unit_max(abs_b)
+    return {
+        "spearman_abs": spearman(abs_a, abs_b),
+        "spearman_signed": spearman(signed_a, signed_b),
+        "ssim": float(structural_similarity(unit_a, unit_b, data_range=1.0)),
+        "hog": _pearson(hog(unit_a, feature_vector=True), hog(unit_b, feature_vector=True)),
+    }
