@@ -6,7 +6,7 @@ SHARED ?= ../shared
 TFJS_WEIGHTS := $(SHARED)/weights/mobilenet_v1_0.75_224_tfjs
 MOBILENET_075 := checkpoints/mobilenet_v1_075/mobilenet_v1_0.75_224.ckpt
 
-.PHONY: demo keras-demo figures gallery test install checkpoint browser clean
+.PHONY: demo keras-demo figures gallery evaluate test install checkpoint browser clean
 
 install: $(VENV)/.installed
 
@@ -64,6 +64,12 @@ gallery: checkpoint
 	$(RENDER_GALLERY) docs/gallery
 	$(SINGLE_THREADED_TF) $(PY) scripts/make_figures.py --image images/cat.jpg \
 	  --methods $(ALL_METHODS) --gallery_dir docs/methods
+
+# The papers' measures on the photos the project ships and on the paper's own (boxes drawn by
+# hand: images/boxes/README.md), with the real MobileNet V1 0.75 and every CAM method.
+evaluate: checkpoint
+	$(PY) evaluate.py --image images --image $(SHARED)/images/cat_dog.jpg --boxes images/boxes \
+	  --methods $(ALL_METHODS) --output_dir output/evaluation
 
 # Debian's headless Chromium, for the test that opens a run's index.html in a real browser
 # (sudo only when not root); the package lists are fetched only when apt has no chromium yet.

@@ -209,6 +209,43 @@ def measure_explain_only(batch_size, results):
     results.put(explain)
 
 
+def measure_evaluation_cost(batch_size, results):
+    """Deletion + insertion of Grad-CAM, GBP and Guided Grad-CAM of one photo (224 px a step:
+    6 curves of 225 points) against as many plain forward passes of ready inputs, both through
+    forward() at the same batch size: what building the masked and blurred inputs adds."""
+    import numpy as np
+
+    from guided_gradcam.tf_startup import import_tensorflow_quietly
+    import_tensorflow_quietly()
+    from guided_gradcam import GuidedGradCam, load_photo
+    from guided_gradcam.evaluation import deletion_insertion
+    from guided_gradcam.evaluation.runner import absolute, curve_scores, maps_of
+
+    with GuidedGradCam("mobilenet_v1_075", checkpoint=MOBILENET_075) as explainer:
+        network_input, _ = explainer.fit(load_photo(os.path.join(REPO, "images", "cat.jpg")))
+        explanation, = explainer.explain(network_input[None])
+        net_input = explainer.network_inputs(network_input[None])[0]
+        maps = maps_of(explanation)
+        curves = [(deletion_insertion.pixel_order(absolute(maps[name])), mode, explanation.label)
+                  for name in ("gradcam", "gbp", "guided_gradcam")
+                  for mode in ("deletion", "insertion")]
+        points = len(curves) * (224 * 224 // deletion_insertion.DEFAULT_STEP + 1)
+        ready = np.repeat(net_input[None], batch_size, 0)
+        sizes = [batch_size] * (points // batch_size) + ([points % batch_size]
+                                                         if points % batch_size else [])
+
+        def plain():
+            for size in sizes:
+                explainer.forward(ready[:size])
+
+        def evaluation():
+            curve_scores(explainer, net_input, curves, deletion_insertion.DEFAULT_STEP,
+                         batch_size)
+        plain_times, evaluation_times = _interleaved_times(
+            [plain, evaluation], points, budget_s=20.0, max_reps=5, min_reps=3, warm_up=1)
+    results.put((points, statistics.median(plain_times), statistics.median(evaluation_times)))
+
+
 def _in_child(target, *args):
     """target(*args, queue) in a fresh spawned process; returns what it put on the queue."""
     context = multiprocessing.get_context("spawn")
@@ -379,6 +416,10 @@ def main():
                  XPLIQUE_PAIR_MS / PEER_FLOOR_MS * floor_at_16 / explain_at_16, floor_at_16,
                  ", ".join("%.1f" % m for m in medians),
                  ", ".join("%.2fx" % (XPLIQUE_PAIR_MS / m) for m in medians)))
+    points, plain, evaluation = _in_child(measure_evaluation_cost, 16)
+    print("evaluation, mobilenet_v1_075, batch 16: deletion + insertion of Grad-CAM, GBP and "
+          "Guided Grad-CAM (%d forward passes) %.2f ms/pass vs %d plain forward passes %.2f "
+          "ms/pass = %.3fx" % (points, evaluation, points, plain, evaluation / plain))
     startup = measure_startup()
     print("start-up, fastest of 4 each: one-image CLI run %.2f s vs bare import+build+restore+"
           "forward %.2f s = %.2fx"

@@ -150,15 +150,46 @@ def _entry(row):
         label = "%s (%s)" % (row["class_name"], row["class_index"])
     else:
         label = "y" if row["value"] else ""
-    return {"stem": stem, "input": row["input"], "class": label,
+    return {"stem": stem, "input": row["input"], "class": label, "class_index": row["class_index"],
             "p": _number(row["probability"]), "value": _number(row["value"]),
             "counterfactual": row["counterfactual"] == "true", "top5": row["top5"],
             "thumb": thumb, "error": row["error"] or None}
 
 
+# The evaluation's numbers shown on a card (evaluation.csv beside index.csv), in this order.
+METRIC_COLUMNS = (("faithfulness_gradcam", "ρ Grad-CAM"), ("faithfulness_gbp", "ρ GBP"),
+                  ("faithfulness_guided_gradcam", "ρ Guided"),
+                  ("deletion_gradcam", "deletion Grad-CAM"),
+                  ("insertion_gradcam", "insertion Grad-CAM"),
+                  ("pointing_gradcam", "pointing Grad-CAM"), ("top1_localised", "localised top-1"))
+
+
+def read_metrics(output_dir):
+    """{(stem, class index): [[label, value]]} from the evaluation's evaluation.csv, keyed by
+    the photo's stem and by the evaluation's own `<stem>_<class>` stems; {} without one."""
+    path = os.path.join(output_dir, "evaluation.csv")
+    if not os.path.exists(path):
+        return {}
+    metrics = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if not row.get("class_index") or None in row.values():
+                continue
+            shown = [[label, row[column]] for column, label in METRIC_COLUMNS
+                     if row.get(column)]
+            for stem in (row["stem"], "%s_%s" % (row["stem"], row["class_index"])):
+                metrics[stem, row["class_index"]] = shown
+    return metrics
+
+
 def write_html(output_dir):
-    """index.html from the whole index.csv, written atomically; returns (path, entries)."""
+    """index.html from the whole index.csv (and the evaluation's metrics, when the folder has
+    them), written atomically; returns (path, entries)."""
     entries = read_entries(os.path.join(output_dir, CSV_NAME))
+    metrics = read_metrics(output_dir)
+    for entry in entries:
+        if not entry["counterfactual"]:
+            entry["metrics"] = metrics.get((entry["stem"], entry["class_index"]))
     # "<" escaped in the JSON: no "</script>" or "<!--" can end the data block early.
     data = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     title = "Guided Grad-CAM: %s" % os.path.basename(os.path.abspath(output_dir))
@@ -184,6 +215,8 @@ figure { margin: 0; padding: 6px; background: #fff; border: 1px solid #ddd }
 figure img { display: block; width: 100%; height: auto }
 button[aria-pressed="true"], .score { font-weight: bold }
 .mode { color: #a40 } .error { color: #b00 }
+.metrics { font-size: 12px; border-collapse: collapse } .metrics th { text-align: left;
+  font-weight: normal; color: #555; padding-right: 1em }
 .stem, .input { color: #666; font-size: 12px; word-break: break-all }
 </style></head>
 <body>
@@ -277,6 +310,15 @@ function card(entry) {
   }
   if (entry.counterfactual) caption.append(" ", element("span", "mode", "counterfactual"));
   if (entry.error) caption.append(element("div", "error", entry.error));
+  if (entry.metrics) {  // the evaluation's numbers (evaluation.csv beside index.csv)
+    const table = element("table", "metrics");
+    for (const [label, value] of entry.metrics) {
+      const row = element("tr");
+      row.append(element("th", "", label), element("td", "", value));
+      table.append(row);
+    }
+    caption.append(table);
+  }
   caption.append(element("div", "stem", entry.stem), element("div", "input", entry.input));
   if (entry.top5) caption.title = "top-5: " + entry.top5;
   figure.append(caption);

@@ -1,0 +1,234 @@
+"""The evaluation's record: per-(photo, class) rows in evaluation.csv, the sanity checks' rows in
+sanity.csv (both appended photo by photo: a killed run keeps what it finished), the summary
+table printed at the end, and the plots (matplotlib, written atomically).
+"""
+import csv
+import io
+import math
+import os
+
+import numpy as np
+
+from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.rendering import _write_atomically
+
+EVALUATION_CSV, SANITY_CSV, PLOTS_DIR = "evaluation.csv", "sanity.csv", "plots"
+SIMILARITIES = ("spearman_abs", "spearman_signed", "ssim", "hog")
+PER_MAP = ("faithfulness", "deletion", "insertion", "pointing")
+
+
+def evaluation_columns(maps):
+    return (["input", "stem", "class_index", "class_name", "probability", "top1_localised",
+             "top5_localised", "error"]
+            + ["%s_%s" % (metric, name) for metric in PER_MAP for name in maps])
+
+
+SANITY_COLUMNS = ("input", "stem", "class_index", "mode", "step", "block", "map") + SIMILARITIES
+
+
+def _number(value):
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    return "%.6g" % value
+
+
+class Record:
+    """Appends each photo's rows to the two CSV files in `output_dir`."""
+
+    def __init__(self, output_dir, maps):
+        self.output_dir, self.maps = output_dir, tuple(maps)
+        self.columns = evaluation_columns(self.maps)
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+            self._evaluation = open(os.path.join(output_dir, EVALUATION_CSV), "w", newline="",
+                                    encoding="utf-8")
+            self._sanity = open(os.path.join(output_dir, SANITY_CSV), "w", newline="",
+                                encoding="utf-8")
+        except OSError as error:
+            raise GuidedGradCamError("cannot write in %s: %s" % (output_dir, error)) from None
+        self._rows = csv.DictWriter(self._evaluation, self.columns)
+        self._sanity_rows = csv.DictWriter(self._sanity, SANITY_COLUMNS)
+        self._rows.writeheader()
+        self._sanity_rows.writeheader()
+
+    def add(self, result):
+        localisation = {"top%d_localised" % k: _number(result.localisation.get("top%d" % k))
+                        for k in (1, 5)}
+        if result.error:
+            self._rows.writerow(dict(dict.fromkeys(self.columns, ""), input=result.path,
+                                     stem=result.stem, error=result.error))
+        for c in result.classes:
+            row = dict.fromkeys(self.columns, "")
+            row.update(input=result.path, stem=result.stem, class_index=c.class_index,
+                       class_name=c.class_name, probability=_number(c.probability),
+                       **localisation)
+            for metric in PER_MAP:
+                for name, value in getattr(c, metric).items():
+                    row["%s_%s" % (metric, name)] = _number(value)
+            self._rows.writerow(row)
+            for s in c.sanity:
+                self._sanity_rows.writerow(dict(
+                    input=result.path, stem=result.stem, class_index=c.class_index,
+                    mode=s.mode, step=s.step, block=s.block, map=s.map,
+                    **{key: _number(getattr(s, key)) for key in SIMILARITIES}))
+        self._evaluation.flush()
+        self._sanity.flush()
+
+    def close(self):
+        self._evaluation.close()
+        self._sanity.close()
+
+
+def _mean(values):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return (float(np.mean(values)), len(values)) if values else (None, 0)
+
+
+def summary(results, maps):
+    """{map: {metric: mean}}, {top1/top5: error}, counts: the numbers of the summary table."""
+    classes = [c for r in results for c in r.classes]
+    table = {}
+    for name in maps:
+        table[name] = {metric: _mean([getattr(c, metric).get(name) for c in classes])[0]
+                       for metric in PER_MAP}
+    errors = {}
+    for k in ("top1", "top5"):
+        correct = [r.localisation[k] for r in results if k in r.localisation]
+        errors[k] = (1.0 - float(np.mean(correct)), len(correct)) if correct else (None, 0)
+    return table, errors
+
+
+def sanity_means(results, mode):
+    """{map: [(step, block, {similarity: mean over photo-classes})]} in step order."""
+    rows = [s for r in results for c in r.classes for s in c.sanity if s.mode == mode]
+    out = {}
+    for name in dict.fromkeys(s.map for s in rows):
+        steps = sorted({(s.step, s.block) for s in rows if s.map == name})
+        out[name] = [(step, block, {key: _mean([getattr(s, key) for s in rows
+                                                 if s.map == name and s.step == step])[0]
+                                    for key in SIMILARITIES})
+                     for step, block in steps]
+    return out
+
+
+def _cell(value, percent=False):
+    if value is None:
+        return "-"
+    return "%.1f%%" % (100 * value) if percent else "%.3f" % value
+
+
+def summary_text(results, maps):
+    """The table printed at the end of a run."""
+    table, errors = summary(results, maps)
+    lines = ["%-24s %12s %12s %12s %9s" % ("map", "faithful ρ", "deletion ↓", "insertion ↑",
+                                           "pointing")]
+    for name in maps:
+        row = table[name]
+        lines.append("%-24s %12s %12s %12s %9s" % (
+            name, _cell(row["faithfulness"]), _cell(row["deletion"]), _cell(row["insertion"]),
+            _cell(row["pointing"], percent=True)))
+    for k, (error, count) in errors.items():
+        if count:
+            lines.append("localisation error %s: %s of %d photo(s)"
+                         % (k, _cell(error, percent=True), count))
+    for mode in ("cascading", "independent"):
+        means = sanity_means(results, mode)
+        if not means:
+            continue
+        lines.append("sanity (%s randomisation): Spearman |map|, SSIM after the top block / "
+                     "after all blocks" % mode if mode == "cascading" else
+                     "sanity (independent randomisation): Spearman |map|, SSIM of the top block"
+                     " / mean over blocks")
+        for name, steps in means.items():
+            first = steps[0][2]
+            last = (steps[-1][2] if mode == "cascading" else
+                    {key: _mean([s[2][key] for s in steps])[0] for key in SIMILARITIES})
+            lines.append("  %-22s ρ %s / %s   SSIM %s / %s" % (
+                name, _cell(first["spearman_abs"]), _cell(last["spearman_abs"]),
+                _cell(first["ssim"]), _cell(last["ssim"])))
+    return "\n".join(lines)
+
+
+# -- plots ------------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    from matplotlib import pyplot
+    return pyplot
+
+
+def _save(figure, path):
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    _pyplot().close(figure)
+    _write_atomically(path, lambda handle: handle.write(buffer.getvalue()))
+    return path
+
+
+def plot_curves(result, class_result, path):
+    """Deletion and insertion curves of every map of one (photo, class), AUC in the legend."""
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for axis, mode in zip(axes, ("deletion", "insertion")):
+        for (name, curve_mode), points in class_result.curves.items():
+            if curve_mode == mode:
+                axis.plot(result.fractions, points, label="%s %.3f"
+                          % (name, getattr(class_result, mode)[name]))
+        axis.set_title("%s: %s (%s)" % (mode, class_result.class_name, result.stem))
+        axis.set_xlabel("fraction of pixels %s" % ("deleted" if mode == "deletion"
+                                                   else "inserted"))
+        axis.legend(fontsize=7)
+    axes[0].set_ylabel("score of the class")
+    return _save(figure, path)
+
+
+def plot_sanity(results, mode, path):
+    """Like Adebayo et al.'s Figure 2: each similarity against the randomised depth, one line
+    per map, mean over photo-classes; step 0 is the original network (similarity 1)."""
+    means = sanity_means(results, mode)
+    if not means:
+        return None
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, len(SIMILARITIES), figsize=(5 * len(SIMILARITIES), 4.5),
+                                   sharey=True)
+    for axis, key in zip(axes, SIMILARITIES):
+        for name, steps in means.items():
+            xs = [0] + [step for step, _, _ in steps] if mode == "cascading" else \
+                [step for step, _, _ in steps]
+            ys = ([1.0] if mode == "cascading" else []) + [values[key] for _, _, values in steps]
+            axis.plot(xs, [np.nan if y is None else y for y in ys], marker=".", label=name)
+        blocks = next(iter(means.values()))
+        ticks = ([0] if mode == "cascading" else []) + [step for step, _, _ in blocks]
+        labels = (["original"] if mode == "cascading" else []) + [
+            block.rsplit("/", 1)[-1] for _, block, _ in blocks]
+        axis.set_xticks(ticks)
+        axis.set_xticklabels(labels, rotation=90, fontsize=6)
+        axis.set_title(key)
+        axis.axhline(0, color="grey", linewidth=0.5)
+    axes[0].set_ylabel("similarity to the original map")
+    axes[-1].legend(fontsize=7)
+    figure.suptitle("%s randomisation, from the logits down" % mode)
+    return _save(figure, path)
+
+
+def _file_label(result, class_result):
+    return "%s_%d" % (result.stem, class_result.class_index)
+
+
+def write_curve_plots(result, output_dir):
+    """plots/<stem>_<class>_curves.png for each evaluated class with curves."""
+    folder = os.path.join(output_dir, PLOTS_DIR)
+    os.makedirs(folder, exist_ok=True)
+    return [plot_curves(result, c, os.path.join(folder, _file_label(result, c) + "_curves.png"))
+            for c in result.classes if c.curves]
+
+
+def write_summary_plots(results, output_dir):
+    """plots/sanity_cascading.png and plots/sanity_independent.png when the run has them."""
+    folder = os.path.join(output_dir, PLOTS_DIR)
+    os.makedirs(folder, exist_ok=True)
+    written = [plot_sanity(results, mode, os.path.join(folder, "sanity_%s.png" % mode))
+               for mode in ("cascading", "independent")]
+    return [path for path in written if path]

@@ -1,0 +1,303 @@
+"""One photo's evaluation: every map of each evaluated class, measured against the model itself
+(occlusion, deletion / insertion), against ground-truth boxes, and against randomised weights.
+
+    photo → explain (each class, and its counterfactual) → maps ─┬─ occlusion Δ: Spearman ρ
+                                                                 ├─ deletion / insertion AUC
+                                                                 ├─ Grad-CAM boxes, map peaks vs VOC
+                                                                 └─ maps under random weights
+
+Every forward pass goes through `GuidedGradCam.forward` on preprocessed inputs, `batch_size` at
+a time: the occluded copies serve all classes at once, and the curve points of all maps and both
+modes are packed into as few runs as the batch size allows.
+
+A 3-channel map (GBP, the guided maps) becomes one map as max_c |x_c| (`similarity.single_channel`)
+for the rank correlation, the pixel order and the peak. A counterfactual map shows what speaks
+*against* the class: its faithfulness is ρ with −Δ, and its deletion curve should rise.
+"""
+import dataclasses
+
+import numpy as np
+
+from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.evaluation import boxes as gt_boxes
+from guided_gradcam.evaluation import deletion_insertion, faithfulness, similarity
+from guided_gradcam.localization import box_to_photo, gradcam_box
+
+METRICS = ("faithfulness", "deletion", "localisation", "sanity")
+CURVE_MODES = ("deletion", "insertion")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    metrics: tuple = METRICS
+    methods: tuple = ("gradcam",)  # the Grad-CAM family members measured besides today's maps
+    patch: int = faithfulness.DEFAULT_PATCH
+    stride: int = faithfulness.DEFAULT_STRIDE
+    step: int = deletion_insertion.DEFAULT_STEP
+    batch_size: int = 32
+    seed: int = 0  # of the random weights
+    tolerance: float = 15.0  # pointing game, in photo pixels
+
+
+@dataclasses.dataclass
+class ClassResult:
+    """The measurements of one (photo, class)."""
+    class_index: int
+    class_name: str
+    probability: float  # None for regression
+    faithfulness: dict = dataclasses.field(default_factory=dict)  # map → ρ with occlusion
+    deletion: dict = dataclasses.field(default_factory=dict)  # map → AUC
+    insertion: dict = dataclasses.field(default_factory=dict)  # map → AUC
+    curves: dict = dataclasses.field(default_factory=dict)  # (map, mode) → scores per point
+    pointing: dict = dataclasses.field(default_factory=dict)  # map → hit (ground-truth classes)
+    sanity: list = dataclasses.field(default_factory=list)  # SanityRow per step and map
+
+
+@dataclasses.dataclass
+class SanityRow:
+    mode: str  # cascading or independent
+    step: int  # 1 = the top block
+    block: str  # the block randomised at this step (cascading: and all above it)
+    map: str
+    spearman_abs: float
+    spearman_signed: float
+    ssim: float
+    hog: float
+
+
+@dataclasses.dataclass
+class PhotoResult:
+    path: str
+    stem: str
+    classes: list = dataclasses.field(default_factory=list)  # ClassResult
+    top5: list = dataclasses.field(default_factory=list)  # TopClass
+    localisation: dict = dataclasses.field(default_factory=dict)  # top1 / top5 → correct
+    crop: tuple = None  # the photo's box that became the network input
+    fractions: np.ndarray = None  # of pixels changed at each curve point
+    explanations: list = dataclasses.field(default_factory=list)  # of each evaluated class
+    error: str = None
+
+
+def map_names(methods=("gradcam",), counterfactual=True):
+    """The maps measured, in report order."""
+    names = ["gradcam", "gbp", "guided_gradcam"]
+    for method in methods:
+        if method != "gradcam":
+            names += [method, "guided_" + method]
+    return names + (["counterfactual", "guided_counterfactual"] if counterfactual else [])
+
+
+def maps_of(explanation, counterfactual=None):
+    """{map name: array} of one explanation (and its counterfactual)."""
+    maps = {"gradcam": explanation.cam, "gbp": explanation.gbp,
+            "guided_gradcam": explanation.guided_gradcam}
+    for method, method_maps in explanation.methods.items():
+        if method != "gradcam":
+            maps[method], maps["guided_" + method] = method_maps.cam, method_maps.guided
+    if counterfactual is not None:
+        maps["counterfactual"] = counterfactual.cam
+        maps["guided_counterfactual"] = counterfactual.guided_gradcam
+    return maps
+
+
+def absolute(saliency):
+    return similarity.single_channel(saliency)[0]
+
+
+def in_batches(explainer, inputs, batch_size, feeds=None):
+    """forward() over a sequence of input chunks, re-chunked to batch_size: [(y, p)] per run."""
+    pending, results = [], []
+    for chunk in inputs:
+        pending.append(chunk)
+        while sum(len(c) for c in pending) >= batch_size:
+            batch = np.concatenate(pending)
+            results.append(explainer.forward(batch[:batch_size], feeds))
+            pending = [batch[batch_size:]] if len(batch) > batch_size else []
+    if pending:
+        results.append(explainer.forward(np.concatenate(pending), feeds))
+    return results
+
+
+def occlusion_deltas(explainer, net_input, classes, patch, stride, batch_size):
+    """(Δ (N, len(classes)), positions): y^c(image) − y^c(occluded) for every patch position."""
+    height, width = net_input.shape[:2]
+    positions = faithfulness.occlusion_positions(height, width, patch, stride)
+    reference = explainer.forward(net_input[None])[0][0, classes]
+    chunks = (faithfulness.occluded(net_input, positions[start:start + batch_size], patch)
+              for start in range(0, len(positions), batch_size))
+    scores = np.concatenate([y for y, _ in in_batches(explainer, chunks, batch_size)])
+    return reference[None, :] - scores[:, classes], positions
+
+
+def curve_scores(explainer, net_input, curves, step, batch_size):
+    """Deletion / insertion scores: curves = [(order, mode, class index)] → [scores per point].
+
+    The score is the class's probability (softmax; sigmoid for binary and multi-label models),
+    y itself for regression. All points of all curves are packed into runs of batch_size."""
+    num_points = len(deletion_insertion.step_fractions(net_input.shape[0] * net_input.shape[1],
+                                                       step))
+    baseline = deletion_insertion.blurred(net_input)
+
+    def chunks():  # consecutive points of one curve per chunk, at most batch_size of them
+        for order, mode, _ in curves:
+            for start in range(0, num_points, batch_size):
+                stop = min(start + batch_size, num_points)
+                yield deletion_insertion.curve_inputs(
+                    net_input, order, step, mode, start, stop,
+                    baseline=baseline if mode == "insertion" else None)
+    runs = in_batches(explainer, chunks(), batch_size)
+    scores = np.concatenate([y if p is None else p for y, p in runs])
+    classes = np.repeat([c for _, _, c in curves], num_points)
+    per_point = scores[np.arange(len(classes)), classes]
+    return per_point.reshape(len(curves), num_points)
+
+
+class Evaluator:
+    """Measures the maps of `explainer` (a GuidedGradCam) photo by photo."""
+
+    def __init__(self, explainer, settings=Settings(), boxes_dir=None):
+        unknown = sorted(set(settings.metrics) - set(METRICS))
+        if unknown:
+            raise GuidedGradCamError("unknown metric %s; choose from %s"
+                                     % (", ".join(unknown), ", ".join(METRICS)))
+        self.explainer = explainer
+        self.settings = settings
+        self.boxes_dir = boxes_dir
+        self.counterfactual = explainer.task != "regression"
+        self._randomiser = None
+        if "sanity" in settings.metrics:
+            from guided_gradcam.evaluation.sanity import Randomiser  # TF-side; only when asked
+            self._randomiser = Randomiser(explainer, settings.seed)
+
+    @property
+    def blocks(self):
+        return self._randomiser.block_names if self._randomiser else ()
+
+    def evaluate(self, photo, path="", stem="", labels=None):
+        """PhotoResult of one photo (uint8 (H, W, 3)); labels: classes to evaluate (indices or
+        names; default the top-1), joined by the ground-truth classes when boxes are given."""
+        settings, explainer = self.settings, self.explainer
+        network_input, crop = explainer.fit(photo)
+        result = PhotoResult(path, stem, crop=crop)
+        top = explainer.explain(network_input[None])[0]
+        classes = [explainer.labels.resolve(label) for label in labels or []] or [top.label]
+        truth = self._ground_truth(stem)
+        if truth is not None:
+            classes += [c for c in {**truth[0], **truth[1]} if c not in classes]
+        if top.probabilities is not None:
+            result.top5 = top.top_k(5)
+        predicted = [c.index for c in result.top5]
+        box_classes = ([c for c in predicted if c not in classes]
+                       if truth is not None and "localisation" in settings.metrics else [])
+        explanations = self._explain(network_input, classes + box_classes)
+        counterfactuals = (self._explain(network_input, classes, counterfactual=True)
+                           if self.counterfactual else [None] * len(classes))
+        result.explanations = explanations[:len(classes)]
+        maps = [maps_of(e, cf) for e, cf in zip(explanations, counterfactuals)]
+        for explanation in result.explanations:
+            probability = (None if explanation.probabilities is None
+                           else float(explanation.probabilities[explanation.label]))
+            result.classes.append(ClassResult(explanation.label, explanation.class_name,
+                                              probability))
+
+        net_input = explainer.network_inputs(network_input[None])[0]
+        if "faithfulness" in settings.metrics:
+            self._faithfulness(net_input, classes, maps, result)
+        if "deletion" in settings.metrics:
+            self._deletion_insertion(net_input, maps, result)
+        if truth is not None and "localisation" in settings.metrics:
+            cams = {e.label: e.cam for e in explanations}
+            self._localisation(cams, maps, truth, predicted, crop, result)
+        if self._randomiser is not None:
+            self._sanity(network_input, classes, maps, result)
+        return result
+
+    def _explain(self, network_input, classes, counterfactual=False):
+        explanations = []
+        for start in range(0, len(classes), self.settings.batch_size):
+            batch = classes[start:start + self.settings.batch_size]
+            explanations += self.explainer.explain(
+                np.repeat(network_input[None], len(batch), 0), batch,
+                counterfactual=counterfactual, methods=self.settings.methods)
+        return explanations
+
+    def _ground_truth(self, stem):
+        """({class: boxes}, {class: difficult boxes}) of the photo's VOC file; None without."""
+        if self.boxes_dir is None:
+            return None
+        annotation = gt_boxes.find_annotation(self.boxes_dir, stem)
+        if annotation is None:
+            return None
+        return gt_boxes.ground_truth(annotation, self.explainer.labels)
+
+    def _faithfulness(self, net_input, classes, maps, result):
+        s = self.settings
+        deltas, positions = occlusion_deltas(self.explainer, net_input, classes, s.patch,
+                                             s.stride, s.batch_size)
+        for column, (class_result, class_maps) in enumerate(zip(result.classes, maps)):
+            occlusion = faithfulness.occlusion_map(deltas[:, column], positions, s.patch,
+                                                   net_input.shape[:2])
+            for name, saliency in class_maps.items():
+                against = -occlusion if "counterfactual" in name else occlusion
+                class_result.faithfulness[name] = faithfulness.spearman(absolute(saliency),
+                                                                        against)
+
+    def _deletion_insertion(self, net_input, maps, result):
+        s = self.settings
+        curves, keys = [], []
+        for class_result, class_maps in zip(result.classes, maps):
+            for name, saliency in class_maps.items():
+                order = deletion_insertion.pixel_order(absolute(saliency))
+                for mode in CURVE_MODES:
+                    curves.append((order, mode, class_result.class_index))
+                    keys.append((class_result, name, mode))
+        scores = curve_scores(self.explainer, net_input, curves, s.step, s.batch_size)
+        result.fractions = deletion_insertion.step_fractions(
+            net_input.shape[0] * net_input.shape[1], s.step)
+        for (class_result, name, mode), points in zip(keys, scores):
+            class_result.curves[name, mode] = points
+            getattr(class_result, mode)[name] = deletion_insertion.auc(points, result.fractions)
+
+    def _localisation(self, cams, maps, truth, predicted, crop, result):
+        """Top-1 / top-5 localisation (the Grad-CAM box of each predicted class) and the
+        pointing game of each ground-truth class; None where VOC's difficult rule leaves the
+        photo out."""
+        required, difficult = truth
+        input_size = self.explainer.input_size
+        if predicted:
+            cam_boxes = {}
+            for c in predicted:
+                box = gradcam_box(cams[c])
+                cam_boxes[c] = None if box is None else box_to_photo(box, crop, input_size)
+            for k in (1, 5):
+                correct = gt_boxes.localisation_correct(predicted[:k], cam_boxes, required,
+                                                        difficult)
+                if correct is not None:
+                    result.localisation["top%d" % k] = correct
+        for class_result, class_maps in zip(result.classes, maps):
+            c = class_result.class_index
+            if c not in required and c not in difficult:
+                continue  # not a ground-truth class
+            for name, saliency in class_maps.items():
+                if "counterfactual" in name:
+                    continue  # a counterfactual map points away from the class by design
+                peak = gt_boxes.peak(absolute(saliency))
+                point = None if peak is None else gt_boxes.point_to_photo(peak, crop, input_size)
+                hit = gt_boxes.pointing_game(point, required.get(c, ()), difficult.get(c, ()),
+                                             self.settings.tolerance)
+                if hit is not None:
+                    class_result.pointing[name] = hit
+
+    def _sanity(self, network_input, classes, maps, result):
+        """Each step's maps against the original ones (counterfactual maps left out)."""
+        for mode, step, block, feeds in self._randomiser.steps():
+            explanations = self._explain_with(network_input, classes, feeds)
+            for class_result, original, explanation in zip(result.classes, maps, explanations):
+                for name, randomised in maps_of(explanation).items():
+                    scores = similarity.compare(original[name], randomised)
+                    class_result.sanity.append(SanityRow(mode, step, block, name, **scores))
+
+    def _explain_with(self, network_input, classes, feeds):
+        images = np.repeat(network_input[None], len(classes), 0)
+        return self.explainer.explain(images, classes, methods=self.settings.methods,
+                                      feeds=feeds)

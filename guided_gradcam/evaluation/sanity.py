@@ -1,0 +1,30 @@
+"""The randomisation steps of the sanity checks (Adebayo et al. 2018) as session feeds: cascading
+from the logits down, then each block alone. Each block's random weights are drawn once and
+reused in every step (and, seeded, in every run)."""
+from guided_gradcam.evaluation import randomisation
+
+
+class Randomiser:
+    def __init__(self, explainer, seed=0):
+        self.blocks = randomisation.weight_blocks(explainer)
+        self.seed = seed
+        self._feeds = {}  # block index → {tensor: random value}
+
+    @property
+    def block_names(self):
+        return tuple(block.name for block in self.blocks)
+
+    def _block_feeds(self, index):
+        if index not in self._feeds:
+            self._feeds[index] = randomisation.randomised_feeds(self.blocks, (index,), self.seed)
+        return self._feeds[index]
+
+    def steps(self):
+        """(mode, step number from 1, block name, feeds) of every step."""
+        for mode, steps in (("cascading", randomisation.cascading_steps(self.blocks)),
+                            ("independent", randomisation.independent_steps(self.blocks))):
+            for number, (block, indices) in enumerate(steps, 1):
+                feeds = {}
+                for index in indices:
+                    feeds.update(self._block_feeds(index))
+                yield mode, number, block, feeds
