@@ -104,52 +104,48 @@ def absolute(saliency):
     return similarity.single_channel(saliency)[0]
 
 
-def in_batches(explainer, inputs, batch_size, feeds=None):
-    """forward() over a sequence of input chunks, re-chunked to batch_size: [(y, p)] per run."""
-    pending, results = [], []
-    for chunk in inputs:
-        pending.append(chunk)
-        while sum(len(c) for c in pending) >= batch_size:
-            batch = np.concatenate(pending)
-            results.append(explainer.forward(batch[:batch_size], feeds))
-            pending = [batch[batch_size:]] if len(batch) > batch_size else []
-    if pending:
-        results.append(explainer.forward(np.concatenate(pending), feeds))
-    return results
+def _scores(explainer, inputs, feeds=None):
+    """The score the curves follow: probabilities (softmax; sigmoid for binary and multi-label
+    models), y itself for regression."""
+    y, probabilities = explainer.forward(inputs, feeds)
+    return y if probabilities is None else probabilities
 
 
 def occlusion_deltas(explainer, net_input, classes, patch, stride, batch_size):
-    """(Δ (N, len(classes)), positions): y^c(image) − y^c(occluded) for every patch position."""
+    """(Δ (N, len(classes)), positions): y^c(image) − y^c(occluded) for every patch position;
+    each batch of occluded copies serves every class."""
     height, width = net_input.shape[:2]
     positions = faithfulness.occlusion_positions(height, width, patch, stride)
     reference = explainer.forward(net_input[None])[0][0, classes]
-    chunks = (faithfulness.occluded(net_input, positions[start:start + batch_size], patch)
-              for start in range(0, len(positions), batch_size))
-    scores = np.concatenate([y for y, _ in in_batches(explainer, chunks, batch_size)])
-    return reference[None, :] - scores[:, classes], positions
+    scores = np.concatenate([
+        explainer.forward(faithfulness.occluded(net_input, positions[start:start + batch_size],
+                                                patch))[0][:, classes]
+        for start in range(0, len(positions), batch_size)])
+    return reference[None, :] - scores, positions
 
 
 def curve_scores(explainer, net_input, curves, step, batch_size):
-    """Deletion / insertion scores: curves = [(order, mode, class index)] → [scores per point].
-
-    The score is the class's probability (softmax; sigmoid for binary and multi-label models),
-    y itself for regression. All points of all curves are packed into runs of batch_size."""
+    """Deletion / insertion: curves = [(pixel order, mode, class index)] → scores (len(curves),
+    points). The points of all curves, one after another, fill runs of exactly batch_size."""
     num_points = len(deletion_insertion.step_fractions(net_input.shape[0] * net_input.shape[1],
                                                        step))
     baseline = deletion_insertion.blurred(net_input)
-
-    def chunks():  # consecutive points of one curve per chunk, at most batch_size of them
-        for order, mode, _ in curves:
-            for start in range(0, num_points, batch_size):
-                stop = min(start + batch_size, num_points)
-                yield deletion_insertion.curve_inputs(
-                    net_input, order, step, mode, start, stop,
-                    baseline=baseline if mode == "insertion" else None)
-    runs = in_batches(explainer, chunks(), batch_size)
-    scores = np.concatenate([y if p is None else p for y, p in runs])
+    total = len(curves) * num_points
     classes = np.repeat([c for _, _, c in curves], num_points)
-    per_point = scores[np.arange(len(classes)), classes]
-    return per_point.reshape(len(curves), num_points)
+    scores = np.empty(total)
+    for start in range(0, total, batch_size):
+        stop = min(start + batch_size, total)
+        pieces = []
+        for curve in range(start // num_points, (stop - 1) // num_points + 1):
+            order, mode, _ = curves[curve]
+            offset = curve * num_points
+            pieces.append(deletion_insertion.curve_inputs(
+                net_input, order, step, mode, max(start, offset) - offset,
+                min(stop, offset + num_points) - offset, baseline=baseline))
+        batch = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        scores[start:stop] = _scores(explainer, batch)[np.arange(stop - start),
+                                                       classes[start:stop]]
+    return scores.reshape(len(curves), num_points)
 
 
 class Evaluator:
@@ -290,11 +286,14 @@ class Evaluator:
 
     def _sanity(self, network_input, classes, maps, result):
         """Each step's maps against the original ones (counterfactual maps left out)."""
+        references = [{name: similarity.Reference(saliency) for name, saliency in m.items()
+                       if "counterfactual" not in name} for m in maps]
         for mode, step, block, feeds in self._randomiser.steps():
             explanations = self._explain_with(network_input, classes, feeds)
-            for class_result, original, explanation in zip(result.classes, maps, explanations):
+            for class_result, originals, explanation in zip(result.classes, references,
+                                                            explanations):
                 for name, randomised in maps_of(explanation).items():
-                    scores = similarity.compare(original[name], randomised)
+                    scores = originals[name].compare(randomised)
                     class_result.sanity.append(SanityRow(mode, step, block, name, **scores))
 
     def _explain_with(self, network_input, classes, feeds):

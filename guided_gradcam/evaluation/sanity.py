@@ -1,6 +1,10 @@
 """The randomisation steps of the sanity checks (Adebayo et al. 2018) as session feeds: cascading
 from the logits down, then each block alone. Each block's random weights are drawn once and
-reused in every step (and, seeded, in every run)."""
+reused in every step (and, seeded, in every run).
+
+Every step feeds every weight, the blocks not randomised with their own values: a session run
+with a new set of fed tensors prunes and optimises the graph anew (0.2 s on MobileNet), one with
+the same set reuses it."""
 from guided_gradcam.evaluation import randomisation
 
 
@@ -9,6 +13,8 @@ class Randomiser:
         self.blocks = randomisation.weight_blocks(explainer)
         self.seed = seed
         self._feeds = {}  # block index → {tensor: random value}
+        self._originals = {tensor: weight.value for block in self.blocks
+                           for weight in block.weights for tensor in weight.tensors}
 
     @property
     def block_names(self):
@@ -24,7 +30,7 @@ class Randomiser:
         for mode, steps in (("cascading", randomisation.cascading_steps(self.blocks)),
                             ("independent", randomisation.independent_steps(self.blocks))):
             for number, (block, indices) in enumerate(steps, 1):
-                feeds = {}
+                feeds = dict(self._originals)
                 for index in indices:
                     feeds.update(self._block_feeds(index))
                 yield mode, number, block, feeds

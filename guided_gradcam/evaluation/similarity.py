@@ -6,10 +6,10 @@ network learned. Four measures: Spearman's rank correlation of the absolute maps
 signed maps, SSIM and the correlation of HOG features of the (normalised) absolute maps.
 """
 import numpy as np
+from scipy import stats
 from skimage.feature import hog
 from skimage.metrics import structural_similarity
 
-from guided_gradcam.evaluation.faithfulness import spearman
 
 
 def single_channel(saliency):
@@ -39,6 +39,39 @@ def _pearson(a, b):
     return float(np.dot(a, b) / norm) if norm > 0 else float("nan")
 
 
+def _ranks(values):
+    """Mean ranks of a map's values, flattened (Spearman's ρ is Pearson's r of the ranks)."""
+    return stats.rankdata(values.reshape(-1))
+
+
+class Reference:
+    """An original map with what every comparison needs of it computed once (its ranks and HOG
+    features): the sanity checks compare one original with dozens of randomised maps."""
+
+    def __init__(self, original):
+        self.original = np.asarray(original, dtype=np.float64)
+        absolute, signed = single_channel(self.original)
+        self._ranks = _ranks(absolute), _ranks(signed)
+        # Each map by its own maximum: the scale of a randomised network's gradients is arbitrary.
+        self._unit = _unit_max(absolute)
+        self._hog = hog(self._unit, feature_vector=True)
+
+    def compare(self, randomised):
+        """The four similarities of the original and `randomised` (see `compare`)."""
+        randomised = np.asarray(randomised, dtype=np.float64)
+        if self.original.shape != randomised.shape:
+            raise ValueError("maps of different shapes %s and %s"
+                             % (self.original.shape, randomised.shape))
+        absolute, signed = single_channel(randomised)
+        unit = _unit_max(absolute)
+        return {
+            "spearman_abs": _pearson(self._ranks[0], _ranks(absolute)),
+            "spearman_signed": _pearson(self._ranks[1], _ranks(signed)),
+            "ssim": float(structural_similarity(self._unit, unit, data_range=1.0)),
+            "hog": _pearson(self._hog, hog(unit, feature_vector=True)),
+        }
+
+
 def compare(original, randomised):
     """The four similarities of two saliency maps of the same shape, (H, W) or (H, W, C).
 
@@ -48,18 +81,4 @@ def compare(original, randomised):
     feature vectors (skimage defaults: 8x8 cells, 3x3 blocks, so at least 24x24 pixels) of
     those normalised maps (NaN when a vector is constant, e.g. for an all-zero map).
     """
-    original = np.asarray(original, dtype=np.float64)
-    randomised = np.asarray(randomised, dtype=np.float64)
-    if original.shape != randomised.shape:
-        raise ValueError("maps of different shapes %s and %s"
-                         % (original.shape, randomised.shape))
-    abs_a, signed_a = single_channel(original)
-    abs_b, signed_b = single_channel(randomised)
-    # Each map by its own maximum: the scale of a randomised network's gradients is arbitrary.
-    unit_a, unit_b = _unit_max(abs_a), _unit_max(abs_b)
-    return {
-        "spearman_abs": spearman(abs_a, abs_b),
-        "spearman_signed": spearman(signed_a, signed_b),
-        "ssim": float(structural_similarity(unit_a, unit_b, data_range=1.0)),
-        "hog": _pearson(hog(unit_a, feature_vector=True), hog(unit_b, feature_vector=True)),
-    }
+    return Reference(original).compare(randomised)
