@@ -27,7 +27,8 @@ flags.DEFINE_integer("step", 224, "Pixels deleted or inserted per step.", lower_
 flags.DEFINE_integer("seed", 0, "Seed of the random weights of the sanity checks.")
 flags.DEFINE_float("tolerance", 15.0, "Pointing game: a hit within this many photo pixels of "
                    "a box.", lower_bound=0.0)
-flags.DEFINE_boolean("plots", True, "Write the curves and randomisation plots as PNGs.")
+flags.DEFINE_boolean("plots", True, "Write each evaluated class's panel, its deletion / "
+                     "insertion curves and the randomisation plots as PNGs.")
 FLAGS = flags.FLAGS
 
 USAGE = """\
@@ -92,14 +93,16 @@ def _describe(result):
 
 
 def _index(index, result, photo, plots, labels):
-    """Each evaluated class's panel, and its row in index.csv (its page shows the metrics)."""
+    """Each evaluated class's row in index.csv (its page shows the metrics), and its panel
+    unless `photo` is None."""
     from guided_gradcam.outputs import save_outputs
     from guided_gradcam.run_index import explanation_row
 
     for explanation in result.explanations:
         stem = "%s_%d" % (result.stem, explanation.label)
-        files = save_outputs(explanation, photo, result.crop, explanation.class_name,
-                             FLAGS.output_dir, stem, kinds=("panel",))
+        files = [] if photo is None else save_outputs(
+            explanation, photo, result.crop, explanation.class_name, FLAGS.output_dir, stem,
+            kinds=("panel",))
         files += [p for p in plots if os.path.basename(p).startswith(stem + "_")]
         index.append(dict(explanation_row(result.path, stem, explanation, labels),
                           files=";".join(os.path.relpath(p, FLAGS.output_dir) for p in files)))
@@ -158,7 +161,8 @@ def main(argv):
                     print(_describe(result), flush=True)
                     plots = (report.write_curve_plots(result, FLAGS.output_dir) if FLAGS.plots
                              else [])
-                    _index(index, result, photo, plots, explainer.labels)
+                    _index(index, result, photo if FLAGS.plots else None, plots,
+                           explainer.labels)
                     result.explanations = []  # the maps are not kept for the whole folder
                     results.append(result)
             finally:

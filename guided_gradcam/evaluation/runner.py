@@ -159,7 +159,9 @@ class Evaluator:
         self.explainer = explainer
         self.settings = settings
         self.boxes_dir = boxes_dir
-        self.counterfactual = explainer.task != "regression"
+        # Counterfactual maps are measured by the metrics that know what to expect of them.
+        self.counterfactual = explainer.task != "regression" and bool(
+            {"faithfulness", "deletion"} & set(settings.metrics))
         self._randomiser = None
         if "sanity" in settings.metrics:
             from guided_gradcam.evaluation.sanity import Randomiser  # TF-side; only when asked
