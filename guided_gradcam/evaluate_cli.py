@@ -24,6 +24,9 @@ flags.DEFINE_string("metrics", "faithfulness,deletion,localisation,sanity", "Com
 flags.DEFINE_integer("patch", 32, "Occlusion patch side in input pixels.", lower_bound=1)
 flags.DEFINE_integer("stride", 8, "Occlusion stride in input pixels.", lower_bound=1)
 flags.DEFINE_integer("step", 224, "Pixels deleted or inserted per step.", lower_bound=1)
+flags.DEFINE_list("randomisation", "cascading,independent", "The sanity checks' modes: "
+                  "cascading (from the logits down, block after block), independent (one block "
+                  "at a time).")
 flags.DEFINE_integer("seed", 0, "Seed of the random weights of the sanity checks.")
 flags.DEFINE_float("tolerance", 15.0, "Pointing game: a hit within this many photo pixels of "
                    "a box.", lower_bound=0.0)
@@ -68,7 +71,8 @@ def _settings():
         raise GuidedGradCamError("--boxes %s is not a folder" % FLAGS.boxes)
     return Settings(metrics=metrics, methods=parse_methods(FLAGS.methods), patch=FLAGS.patch,
                     stride=FLAGS.stride, step=FLAGS.step, batch_size=FLAGS.batch_size,
-                    seed=FLAGS.seed, tolerance=FLAGS.tolerance)
+                    seed=FLAGS.seed, tolerance=FLAGS.tolerance,
+                    randomisation=tuple(FLAGS.randomisation))
 
 
 def _describe(result):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy import ndimage, stats
 
-from guided_gradcam.evaluation import deletion_insertion
 from guided_gradcam.evaluation.runner import Evaluator, Settings, curve_scores, occlusion_deltas
 from guided_gradcam.images import load_photo
 from guided_gradcam.localization import box_to_photo, gradcam_box
@@ -184,14 +183,22 @@ def test_sanity_checks_show_the_published_finding(evaluated):
 
 
 def test_evaluating_twice_gives_the_same_numbers(explainer, cat_dog, evaluated):
-    again = Evaluator(explainer, Settings(**CHEAP), str(BOXES)).evaluate(
-        cat_dog[0], "cat_dog.jpg", "cat_dog")
-    for first, second in zip(evaluated.classes, again.classes):
-        for metric in ("faithfulness", "deletion", "insertion", "pointing"):
-            np.testing.assert_equal(getattr(second, metric), getattr(first, metric))  # NaN = NaN
-        np.testing.assert_equal([dataclasses.astuple(s) for s in second.sanity],
-                                [dataclasses.astuple(s) for s in first.sanity])
-    reseeded = Evaluator(explainer, Settings(metrics=("sanity",), seed=1, **CHEAP)).evaluate(
-        cat_dog[0], "cat_dog.jpg", "cat_dog")
+    """The sanity checks' random weights are seeded: a new evaluator (of one class, to keep
+    the test short) draws the same ones; another seed draws others."""
+    again = Evaluator(explainer, Settings(metrics=("faithfulness", "deletion", "sanity"),
+                                          **CHEAP)).evaluate(cat_dog[0], labels=[BULL_MASTIFF])
+    first, second = evaluated.classes[1], again.classes[0]
+    # One image a run instead of two: TF's kernels sum in another order (1e-8 apart).
+    for metric in ("faithfulness", "deletion", "insertion"):
+        for name, value in getattr(first, metric).items():
+            assert getattr(second, metric)[name] == pytest.approx(value, abs=1e-6)
+    assert [s[:4] for s in map(dataclasses.astuple, second.sanity)] == [
+        s[:4] for s in map(dataclasses.astuple, first.sanity)]
+    np.testing.assert_allclose([dataclasses.astuple(s)[4:] for s in second.sanity],
+                               [dataclasses.astuple(s)[4:] for s in first.sanity], atol=1e-5)
+    reseeded = Evaluator(explainer, Settings(metrics=("sanity",), seed=1,
+                                             randomisation=("cascading",), **CHEAP)).evaluate(
+        cat_dog[0], labels=[BULL_MASTIFF])
+    assert {s.mode for s in reseeded.classes[0].sanity} == {"cascading"}
     assert (_sanity(reseeded.classes[0], "cascading", 28, "gbp")
-            != _sanity(evaluated.classes[0], "cascading", 28, "gbp"))
+            != _sanity(first, "cascading", 28, "gbp"))

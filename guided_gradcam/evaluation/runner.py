@@ -36,6 +36,7 @@ class Settings:
     step: int = deletion_insertion.DEFAULT_STEP
     batch_size: int = 32
     seed: int = 0  # of the random weights
+    randomisation: tuple = ("cascading", "independent")  # the sanity checks' modes
     tolerance: float = 15.0  # pointing game, in photo pixels
 
 
@@ -165,7 +166,7 @@ class Evaluator:
         self._randomiser = None
         if "sanity" in settings.metrics:
             from guided_gradcam.evaluation.sanity import Randomiser  # TF-side; only when asked
-            self._randomiser = Randomiser(explainer, settings.seed)
+            self._randomiser = Randomiser(explainer, settings.seed, settings.randomisation)
 
     @property
     def blocks(self):

@@ -5,13 +5,21 @@ reused in every step (and, seeded, in every run).
 Every step feeds every weight, the blocks not randomised with their own values: a session run
 with a new set of fed tensors prunes and optimises the graph anew (0.2 s on MobileNet), one with
 the same set reuses it."""
+from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import randomisation
 
 
 class Randomiser:
-    def __init__(self, explainer, seed=0):
+    MODES = ("cascading", "independent")
+
+    def __init__(self, explainer, seed=0, modes=MODES):
+        unknown = sorted(set(modes) - set(self.MODES))
+        if unknown or not modes:
+            raise GuidedGradCamError("randomisation modes are %s; got %s"
+                                     % (", ".join(self.MODES), ", ".join(modes) or "none"))
         self.blocks = randomisation.weight_blocks(explainer)
         self.seed = seed
+        self.modes = tuple(modes)
         self._feeds = {}  # block index → {tensor: random value}
         self._originals = {tensor: weight.value for block in self.blocks
                            for weight in block.weights for tensor in weight.tensors}
@@ -29,6 +37,8 @@ class Randomiser:
         """(mode, step number from 1, block name, feeds) of every step."""
         for mode, steps in (("cascading", randomisation.cascading_steps(self.blocks)),
                             ("independent", randomisation.independent_steps(self.blocks))):
+            if mode not in self.modes:
+                continue
             for number, (block, indices) in enumerate(steps, 1):
                 feeds = dict(self._originals)
                 for index in indices:
