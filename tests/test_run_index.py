@@ -409,3 +409,79 @@ def test_rebuilding_needs_an_index(tmp_path):
                              cwd=REPO, capture_output=True, text=True, timeout=60)
     assert rebuild.returncode == 1 and rebuild.stderr.startswith("error: ")
     assert "index.csv" in rebuild.stderr and len(rebuild.stderr.splitlines()) == 1
+
+
+def test_the_cards_show_the_evaluations_numbers_of_their_own_class(browser, tmp_path):
+    """evaluation.csv beside index.csv: a card shows its class's numbers, matched by the photo's
+    stem (an inference.py run) or by the evaluation's own `<stem>_<class>` stems; other classes
+    of the same photo, failed evaluations and counterfactual maps get no table."""
+    from guided_gradcam.evaluation.report import evaluation_columns
+    from guided_gradcam.evaluation.runner import map_names
+
+    entries = [  # (stem, class_index, class_name, counterfactual)
+        ("cat", "282", "tiger cat", "false"),  # inference.py's plain stem
+        ("coffee_967", "967", "espresso", "false"),  # the evaluation's own stem
+        ("coffee", "925", "consomme", "false"),  # a photo evaluated, but not for this class
+        ("astronaut", "834", "suit", "false"),  # its evaluation failed
+        ("coffee_968", "968", "cup", "true"),  # stem and class match, but counterfactual
+    ]
+    with open(tmp_path / "index.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, COLUMNS)
+        writer.writeheader()
+        for stem, class_index, class_name, counterfactual in entries:
+            writer.writerow(dict(dict.fromkeys(COLUMNS, ""), input="images/%s.jpg" % stem,
+                                 stem=stem, task="classification", class_index=class_index,
+                                 class_name=class_name, probability="0.5",
+                                 counterfactual=counterfactual))
+    numbers = {  # as the evaluation writes them; the counterfactual maps' columns are not shown
+        ("cat", "282", "tiger cat"): dict(
+            faithfulness_gradcam="0.408495", faithfulness_gbp="0.331067",
+            faithfulness_guided_gradcam="0.443846", faithfulness_counterfactual="nan",
+            deletion_gradcam="0.0720198", insertion_gradcam="0.0468088",
+            deletion_gbp="0.0168407", pointing_gradcam="true", pointing_gbp="false",
+            top1_localised="false", top5_localised="true"),
+        ("coffee", "967", "espresso"): dict(  # no boxes: no pointing game, no localisation
+            faithfulness_gradcam="0.58865", faithfulness_gbp="-0.140707",
+            faithfulness_guided_gradcam="0.352996", deletion_gradcam="0.121512",
+            insertion_gradcam="0.810677"),
+        ("coffee", "968", "cup"): dict(
+            faithfulness_gradcam="0.639354", faithfulness_gbp="0.109529",
+            faithfulness_guided_gradcam="0.420792", deletion_gradcam="0.00348062",
+            insertion_gradcam="0.0142"),
+    }
+    columns = evaluation_columns(map_names())
+    with open(tmp_path / "evaluation.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        for (stem, class_index, class_name), values in numbers.items():
+            writer.writerow(dict(dict.fromkeys(columns, ""), input="images/%s.jpg" % stem,
+                                 stem=stem, class_index=class_index, class_name=class_name,
+                                 probability="0.5", **values))
+        writer.writerow(dict(dict.fromkeys(columns, ""), input="images/astronaut.jpg",
+                             stem="astronaut", error="annotation astronaut.xml: not XML"))
+    write_html(str(tmp_path))
+
+    browser.load((tmp_path / "index.html").as_uri())
+    browser.wait_for("document.querySelectorAll('#grid figure').length === 5")
+    shown = browser.evaluate("""[...document.querySelectorAll("#grid figure")].map((figure) => [
+      figure.dataset.stem,
+      figure.querySelectorAll("table").length,
+      [...figure.querySelectorAll("table.metrics tr")].map((row) =>
+        [...row.children].map((cell) => [cell.tagName, cell.textContent]))])""")
+    assert [stem for stem, _, _ in shown] == [stem for stem, *_ in entries]
+    tables = {stem: (count, rows) for stem, count, rows in shown}
+
+    def table(*pairs):
+        return (1, [[["TH", label], ["TD", value]] for label, value in pairs])
+    assert tables["cat"] == table(
+        ("ρ Grad-CAM", "0.408495"), ("ρ GBP", "0.331067"), ("ρ Guided", "0.443846"),
+        ("deletion Grad-CAM", "0.0720198"), ("insertion Grad-CAM", "0.0468088"),
+        ("pointing Grad-CAM", "true"), ("localised top-1", "false"))
+    assert tables["coffee_967"] == table(  # empty cells are left out
+        ("ρ Grad-CAM", "0.58865"), ("ρ GBP", "-0.140707"), ("ρ Guided", "0.352996"),
+        ("deletion Grad-CAM", "0.121512"), ("insertion Grad-CAM", "0.810677"))
+    for stem in ("coffee", "astronaut", "coffee_968"):
+        assert tables[stem] == (0, []), (stem, tables[stem])
+    # Shown as text in the card's caption, between its class and its stem.
+    caption = browser.evaluate("document.querySelector('#grid figure figcaption').innerText")
+    assert caption.index("tiger cat (282)") < caption.index("0.408495") < caption.index("\ncat\n")
