@@ -165,8 +165,9 @@ METRIC_COLUMNS = (("faithfulness_gradcam", "ρ Grad-CAM"), ("faithfulness_gbp", 
 
 
 def read_metrics(output_dir):
-    """{(stem, class index): [[label, value]]} from the evaluation's evaluation.csv, keyed by
-    the photo's stem and by the evaluation's own `<stem>_<class>` stems; {} without one."""
+    """{(input, class index): [[label, value]]} from the evaluation's evaluation.csv beside
+    index.csv; {} without one. Keyed by the input path, never by stems: a photo named
+    `cat_282.jpg` and the `cat_282` card of `cat.jpg` are two different things."""
     path = os.path.join(output_dir, "evaluation.csv")
     if not os.path.exists(path):
         return {}
@@ -175,10 +176,8 @@ def read_metrics(output_dir):
         for row in csv.DictReader(handle):
             if not row.get("class_index") or None in row.values():
                 continue
-            shown = [[label, row[column]] for column, label in METRIC_COLUMNS
-                     if row.get(column)]
-            for stem in (row["stem"], "%s_%s" % (row["stem"], row["class_index"])):
-                metrics[stem, row["class_index"]] = shown
+            metrics[row["input"], row["class_index"]] = [
+                [label, row[column]] for column, label in METRIC_COLUMNS if row.get(column)]
     return metrics
 
 
@@ -189,7 +188,7 @@ def write_html(output_dir):
     metrics = read_metrics(output_dir)
     for entry in entries:
         if not entry["counterfactual"]:
-            entry["metrics"] = metrics.get((entry["stem"], entry["class_index"]))
+            entry["metrics"] = metrics.get((entry["input"], entry["class_index"]))
     # "<" escaped in the JSON: no "</script>" or "<!--" can end the data block early.
     data = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     title = "Guided Grad-CAM: %s" % os.path.basename(os.path.abspath(output_dir))

@@ -412,24 +412,26 @@ def test_rebuilding_needs_an_index(tmp_path):
 
 
 def test_the_cards_show_the_evaluations_numbers_of_their_own_class(browser, tmp_path):
-    """evaluation.csv beside index.csv: a card shows its class's numbers, matched by the photo's
-    stem (an inference.py run) or by the evaluation's own `<stem>_<class>` stems; other classes
-    of the same photo, failed evaluations and counterfactual maps get no table."""
+    """evaluation.csv beside index.csv: a card shows its class's numbers, matched by the input
+    path and the class (an inference.py card, or the evaluation's own `<stem>_<class>` cards);
+    a photo whose own stem looks like another card's (`cat_282.jpg`) keeps its own numbers;
+    other classes of the same photo, failed evaluations and counterfactual maps get no table."""
     from guided_gradcam.evaluation.report import evaluation_columns
     from guided_gradcam.evaluation.runner import map_names
 
-    entries = [  # (stem, class_index, class_name, counterfactual)
-        ("cat", "282", "tiger cat", "false"),  # inference.py's plain stem
-        ("coffee_967", "967", "espresso", "false"),  # the evaluation's own stem
-        ("coffee", "925", "consomme", "false"),  # a photo evaluated, but not for this class
-        ("astronaut", "834", "suit", "false"),  # its evaluation failed
-        ("coffee_968", "968", "cup", "true"),  # stem and class match, but counterfactual
+    entries = [  # (stem, input, class_index, class_name, counterfactual)
+        ("cat", "cat", "282", "tiger cat", "false"),  # inference.py's plain stem
+        ("coffee_967", "coffee", "967", "espresso", "false"),  # the evaluation's own stem
+        ("coffee", "coffee", "925", "consomme", "false"),  # evaluated, but not for this class
+        ("astronaut", "astronaut", "834", "suit", "false"),  # its evaluation failed
+        ("coffee_968", "coffee", "968", "cup", "true"),  # input and class match: counterfactual
+        ("cat_282_2", "cat_282", "282", "tiger cat", "false"),  # a photo named cat_282.jpg
     ]
     with open(tmp_path / "index.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, COLUMNS)
         writer.writeheader()
-        for stem, class_index, class_name, counterfactual in entries:
-            writer.writerow(dict(dict.fromkeys(COLUMNS, ""), input="images/%s.jpg" % stem,
+        for stem, photo, class_index, class_name, counterfactual in entries:
+            writer.writerow(dict(dict.fromkeys(COLUMNS, ""), input="images/%s.jpg" % photo,
                                  stem=stem, task="classification", class_index=class_index,
                                  class_name=class_name, probability="0.5",
                                  counterfactual=counterfactual))
@@ -448,6 +450,7 @@ def test_the_cards_show_the_evaluations_numbers_of_their_own_class(browser, tmp_
             faithfulness_gradcam="0.639354", faithfulness_gbp="0.109529",
             faithfulness_guided_gradcam="0.420792", deletion_gradcam="0.00348062",
             insertion_gradcam="0.0142"),
+        ("cat_282", "282", "tiger cat"): dict(faithfulness_gradcam="0.347099"),
     }
     columns = evaluation_columns(map_names())
     with open(tmp_path / "evaluation.csv", "w", newline="", encoding="utf-8") as handle:
@@ -462,7 +465,7 @@ def test_the_cards_show_the_evaluations_numbers_of_their_own_class(browser, tmp_
     write_html(str(tmp_path))
 
     browser.load((tmp_path / "index.html").as_uri())
-    browser.wait_for("document.querySelectorAll('#grid figure').length === 5")
+    browser.wait_for("document.querySelectorAll('#grid figure').length === 6")
     shown = browser.evaluate("""[...document.querySelectorAll("#grid figure")].map((figure) => [
       figure.dataset.stem,
       figure.querySelectorAll("table").length,
@@ -480,6 +483,7 @@ def test_the_cards_show_the_evaluations_numbers_of_their_own_class(browser, tmp_
     assert tables["coffee_967"] == table(  # empty cells are left out
         ("ρ Grad-CAM", "0.58865"), ("ρ GBP", "-0.140707"), ("ρ Guided", "0.352996"),
         ("deletion Grad-CAM", "0.121512"), ("insertion Grad-CAM", "0.810677"))
+    assert tables["cat_282_2"] == table(("ρ Grad-CAM", "0.347099"))
     for stem in ("coffee", "astronaut", "coffee_968"):
         assert tables[stem] == (0, []), (stem, tables[stem])
     # Shown as text in the card's caption, between its class and its stem.

@@ -246,7 +246,12 @@ class Evaluator:
         curves, keys = [], []
         for class_result, class_maps in zip(result.classes, maps):
             for name, saliency in class_maps.items():
-                order = deletion_insertion.pixel_order(absolute(saliency))
+                magnitude = absolute(saliency)
+                if magnitude.min() == magnitude.max():  # e.g. an all-zero map: no order
+                    for mode in CURVE_MODES:
+                        getattr(class_result, mode)[name] = float("nan")
+                    continue
+                order = deletion_insertion.pixel_order(magnitude)
                 for mode in CURVE_MODES:
                     curves.append((order, mode, class_result.class_index))
                     keys.append((class_result, name, mode))

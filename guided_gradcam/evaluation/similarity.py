@@ -35,8 +35,10 @@ def _unit_max(absolute):
 def _pearson(a, b):
     """Pearson's correlation of two vectors; NaN when either is constant (no warning)."""
     a, b = a - a.mean(), b - b.mean()
-    norm = np.sqrt(np.dot(a, a) * np.dot(b, b))
-    return float(np.dot(a, b) / norm) if norm > 0 else float("nan")
+    # Element-wise sums, not np.dot: BLAS threads fighting over busy cores made each call
+    # of 50k values take 17 ms.
+    norm = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / norm) if norm > 0 else float("nan")
 
 
 def _ranks(values):
