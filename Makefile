@@ -66,10 +66,14 @@ gallery: checkpoint
 	  --methods $(ALL_METHODS) --gallery_dir docs/methods
 
 # The papers' measures on the photos the project ships and on the paper's own (boxes drawn by
-# hand: images/boxes/README.md), with the real MobileNet V1 0.75 and every CAM method.
+# hand: images/boxes/README.md) with the real MobileNet V1 0.75; then the Grad-CAM family's
+# members on the paper's photo.
 evaluate: checkpoint
 	$(PY) evaluate.py --image images --image $(SHARED)/images/cat_dog.jpg --boxes images/boxes \
-	  --methods $(ALL_METHODS) --output_dir output/evaluation
+	  --batch_size 32 --output_dir output/evaluation
+	$(PY) evaluate.py --image $(SHARED)/images/cat_dog.jpg --boxes images/boxes --batch_size 32 \
+	  --methods $(ALL_METHODS) --metrics faithfulness,deletion,localisation \
+	  --output_dir output/evaluation/methods
 
 # Debian's headless Chromium, for the test that opens a run's index.html in a real browser
 # (sudo only when not root); the package lists are fetched only when apt has no chromium yet.
