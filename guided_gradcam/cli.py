@@ -134,7 +134,7 @@ def _print_result(job, explanation, labels, layer=None):
               % (job.path, mode, subject, layer), flush=True)
 
 
-def _print_run_header(explainer):
+def print_run_header(explainer):
     """Once per run: what the model is, how pixels reach it, what GBP does not guide."""
     from guided_gradcam.activations import describe
 
@@ -236,7 +236,7 @@ def main(argv):
             if FLAGS.model is not None:  # a model's class names are known once it is loaded
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
                 jobs = _plan(paths, labels, kinds, methods)
-            _print_run_header(explainer)
+            print_run_header(explainer)
             if jobs:
                 with RunIndex(FLAGS.output_dir) as index:  # index.csv rows, then index.html
                     failures = run_jobs(

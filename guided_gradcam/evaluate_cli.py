@@ -112,6 +112,36 @@ def _index(index, result, photo, plots, labels):
                           files=";".join(os.path.relpath(p, FLAGS.output_dir) for p in files)))
 
 
+def _evaluate_photos(evaluator, paths, labels, record, index):
+    """Each photo in turn: measured, recorded, plotted; a bad one costs only itself. Returns
+    (results without their maps and curves, failures)."""
+    from guided_gradcam.evaluation import report
+    from guided_gradcam.evaluation.runner import PhotoResult
+    from guided_gradcam.images import ImageError, load_photo
+    from guided_gradcam.pipeline import unique_stems
+
+    explainer, results, failures = evaluator.explainer, [], 0
+    for path, stem in zip(paths, unique_stems(paths)):
+        try:
+            photo = load_photo(path, explainer.input_size)
+            result = evaluator.evaluate(photo, path, stem, labels)
+        except (ImageError, GuidedGradCamError) as problem:
+            cli.print_error(problem)
+            failures += 1
+            record.add(PhotoResult(path, stem, error=str(problem)))
+            index.failed(path, stem, problem)
+            continue
+        record.add(result)
+        print(_describe(result), flush=True)
+        plots = report.write_curve_plots(result, FLAGS.output_dir) if FLAGS.plots else []
+        _index(index, result, photo if FLAGS.plots else None, plots, explainer.labels)
+        result.explanations = []  # a folder's summary keeps the numbers, not the maps
+        for class_result in result.classes:
+            class_result.curves = {}
+        results.append(result)
+    return results, failures
+
+
 def main(argv):
     if len(argv) > 1:
         cli.print_error("unexpected arguments: %s (images go after --image)"
@@ -127,8 +157,7 @@ def main(argv):
             raise GuidedGradCamError("--%s is not a flag of the evaluation" % ignored[0])
         settings = _settings()
         labels = cli.check_model_flags()
-        from guided_gradcam.images import ImageError, collect_image_paths, load_photo
-        from guided_gradcam.pipeline import unique_stems
+        from guided_gradcam.images import collect_image_paths
 
         paths, missing = collect_image_paths(FLAGS.image)
         for message in missing:
@@ -144,31 +173,12 @@ def main(argv):
             if labels is None:
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
             evaluator = Evaluator(explainer, settings, FLAGS.boxes)
-            cli._print_run_header(explainer)
+            cli.print_run_header(explainer)
             maps = map_names(settings.methods, evaluator.counterfactual)
             record = report.Record(FLAGS.output_dir, maps)
             index = RunIndex(FLAGS.output_dir)
-            results = []
             try:
-                for path, stem in zip(paths, unique_stems(paths)):
-                    try:
-                        photo = load_photo(path, explainer.input_size)
-                        result = evaluator.evaluate(photo, path, stem, labels)
-                    except (ImageError, GuidedGradCamError) as problem:
-                        cli.print_error(problem)
-                        failures += 1
-                        from guided_gradcam.evaluation.runner import PhotoResult
-                        record.add(PhotoResult(path, stem, error=str(problem)))
-                        index.failed(path, stem, problem)
-                        continue
-                    record.add(result)
-                    print(_describe(result), flush=True)
-                    plots = (report.write_curve_plots(result, FLAGS.output_dir) if FLAGS.plots
-                             else [])
-                    _index(index, result, photo if FLAGS.plots else None, plots,
-                           explainer.labels)
-                    result.explanations = []  # the maps are not kept for the whole folder
-                    results.append(result)
+                results, failures = _evaluate_photos(evaluator, paths, labels, record, index)
             finally:
                 record.close()  # before the page: it shows evaluation.csv's numbers
                 index.close()
