@@ -116,3 +116,15 @@ def test_installed_command_explains_an_image(venv, tmp_path):
     with np.load(output_dir / "cat.npz") as npz:
         assert int(npz["label"]) == 285
         assert npz["cam"].shape == (224, 224) and npz["cam"].max() == 1.0
+
+
+def test_installed_evaluation_command_and_its_data(venv, tmp_path):
+    folder, _ = venv
+    result = _run([folder / "bin" / "guided-gradcam-evaluate", "--help"], cwd=tmp_path)
+    assert result.stdout.startswith("usage: guided-gradcam-evaluate --image PATH")
+    for flag in ("--boxes", "--metrics", "--image", "--model"):
+        assert "\n  %s (default: " % flag in result.stdout
+    synsets = _run([folder / "bin" / "python", "-c",
+                    "from guided_gradcam.evaluation.boxes import imagenet_synsets as s; "
+                    "print(len(s()), s()[282])"], cwd=tmp_path)
+    assert synsets.stdout.split() == ["1000", "n02123159"]  # the package data, tiger cat
