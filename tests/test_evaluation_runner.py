@@ -202,5 +202,7 @@ def test_evaluating_twice_gives_the_same_numbers(explainer, cat_dog, evaluated):
                                              randomisation=("cascading",), **CHEAP)).evaluate(
         cat_dog[0], labels=[BULL_MASTIFF])
     assert {s.mode for s in reseeded.classes[0].sanity} == {"cascading"}
-    assert (_sanity(reseeded.classes[0], "cascading", 28, "gbp")
-            != _sanity(first, "cascading", 28, "gbp"))
+    # Seed 1 draws other weights: the rows differ by more than the 1e-8 of batching.
+    cascading = [dataclasses.astuple(s)[4:] for s in first.sanity if s.mode == "cascading"]
+    redrawn = [dataclasses.astuple(s)[4:] for s in reseeded.classes[0].sanity]
+    assert not np.allclose(redrawn, cascading, atol=1e-3, equal_nan=True)
