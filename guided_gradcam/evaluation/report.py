@@ -133,14 +133,14 @@ def summary_text(results, maps):
         if count:
             lines.append("localisation error %s: %s of %d photo(s)"
                          % (k, _cell(error, percent=True), count))
-    for mode in ("cascading", "independent"):
+    # What each mode's two numbers are: the top block alone, then the whole network / mean.
+    headings = {"cascading": "after the top block / after all blocks",
+                "independent": "of the top block / mean over blocks"}
+    for mode, heading in headings.items():
         means = sanity_means(results, mode)
         if not means:
             continue
-        lines.append("sanity (%s randomisation): Spearman |map|, SSIM after the top block / "
-                     "after all blocks" % mode if mode == "cascading" else
-                     "sanity (independent randomisation): Spearman |map|, SSIM of the top block"
-                     " / mean over blocks")
+        lines.append("sanity (%s randomisation): Spearman |map|, SSIM %s" % (mode, heading))
         for name, steps in means.items():
             first = steps[0][2]
             last = (steps[-1][2] if mode == "cascading" else
