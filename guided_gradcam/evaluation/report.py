@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.evaluation.boxes import localisation_error
 from guided_gradcam.rendering import _write_atomically
 
 EVALUATION_CSV, SANITY_CSV, PLOTS_DIR = "evaluation.csv", "sanity.csv", "plots"
@@ -96,7 +97,7 @@ def summary(results, maps):
     errors = {}
     for k in ("top1", "top5"):
         correct = [r.localisation[k] for r in results if k in r.localisation]
-        errors[k] = (1.0 - float(np.mean(correct)), len(correct)) if correct else (None, 0)
+        errors[k] = (localisation_error(correct), len(correct)) if correct else (None, 0)
     return table, errors
 
 

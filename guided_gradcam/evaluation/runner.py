@@ -21,6 +21,7 @@ import numpy as np
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import boxes as gt_boxes
 from guided_gradcam.evaluation import deletion_insertion, faithfulness, similarity
+from guided_gradcam.explainer import TopClass
 from guided_gradcam.localization import box_to_photo, gradcam_box
 
 METRICS = ("faithfulness", "deletion", "localisation", "sanity")
@@ -178,14 +179,19 @@ class Evaluator:
         settings, explainer = self.settings, self.explainer
         network_input, crop = explainer.fit(photo)
         result = PhotoResult(path, stem, crop=crop)
-        top = explainer.explain(network_input[None])[0]
-        classes = [explainer.labels.resolve(label) for label in labels or []] or [top.label]
+        # The predicted classes need the forward pass only; each class's maps come below.
+        net_input = explainer.network_inputs(network_input[None])[0]
+        probabilities = explainer.forward(net_input[None])[1]
+        if probabilities is not None:
+            order = np.argsort(-probabilities[0], kind="stable")[:5]  # ties: the first, as argmax
+            result.top5 = [TopClass(int(c), float(probabilities[0, c]), explainer.labels.name(c))
+                           for c in order]
+        predicted = [c.index for c in result.top5]
+        classes = [explainer.labels.resolve(label) for label in labels or []] or (
+            predicted[:1] or [0])  # regression: its one output
         truth = self._ground_truth(stem)
         if truth is not None:
             classes += [c for c in {**truth[0], **truth[1]} if c not in classes]
-        if top.probabilities is not None:
-            result.top5 = top.top_k(5)
-        predicted = [c.index for c in result.top5]
         box_classes = ([c for c in predicted if c not in classes]
                        if truth is not None and "localisation" in settings.metrics else [])
         explanations = self._explain(network_input, classes + box_classes)
@@ -199,7 +205,6 @@ class Evaluator:
             result.classes.append(ClassResult(explanation.label, explanation.class_name,
                                               probability))
 
-        net_input = explainer.network_inputs(network_input[None])[0]
         if "faithfulness" in settings.metrics:
             self._faithfulness(net_input, classes, maps, result)
         if "deletion" in settings.metrics:
