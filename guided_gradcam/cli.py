@@ -8,6 +8,7 @@ here, generated from their definitions (`help_text`).
 """
 import functools
 import os
+import pathlib
 import sys
 
 from absl import app, flags
@@ -31,6 +32,9 @@ flags.DEFINE_multi_string("label", None, "Class to explain: index or class name 
 flags.DEFINE_string("network", DEFAULT_NETWORK, "One of: %s." % ", ".join(NETWORKS))
 flags.DEFINE_string("model", None, "Your own model instead of --network: a .keras or .h5 file, "
                     "a SavedModel folder, a frozen .pb GraphDef or a TF1 .meta graph.")
+flags.DEFINE_boolean("trust_model", False, "Run a --model that would do more than compute "
+                     "(file, Python or debug ops in its graph; Keras Lambda layers, which run "
+                     "stored Python code), refused by default: a model file is a program.")
 flags.DEFINE_string("signature", None, "SavedModel signature (default serving_default).")
 flags.DEFINE_string("input", None, "Graph models: the image input tensor, e.g. input:0.")
 flags.DEFINE_string("output", None, "The scores tensor (e.g. logits/BiasAdd) or SavedModel "
@@ -176,7 +180,12 @@ def check_model_flags():
     if FLAGS["network"].present:
         raise GuidedGradCamError("pass --network or --model, not both")
     if not os.path.exists(FLAGS.model):
-        raise GuidedGradCamError("model %s does not exist" % FLAGS.model)
+        hint = ("; for the built-in network pass --network %s" % FLAGS.model
+                if FLAGS.model in NETWORKS else "")
+        raise GuidedGradCamError("model %s does not exist%s" % (FLAGS.model, hint))
+    if FLAGS.model in NETWORKS:
+        print("note: %s is also a built-in network's name; --model uses the path (--network %s "
+              "for the network)" % (FLAGS.model, FLAGS.model), file=sys.stderr, flush=True)
     return None
 
 
@@ -185,12 +194,17 @@ def open_explainer(methods):
     import_tensorflow_quietly()
     from guided_gradcam.explainer import GuidedGradCam
 
-    return GuidedGradCam(FLAGS.model or FLAGS.network, FLAGS.checkpoint, FLAGS.layer,
+    if FLAGS.trust_model and FLAGS.model:  # the run's first line, before the model loads
+        print("model %s is trusted (--trust_model): its ops and stored Python code run unchecked"
+              % FLAGS.model, flush=True)
+
+    model = pathlib.Path(FLAGS.model) if FLAGS.model else FLAGS.network  # --model: a path
+    return GuidedGradCam(model, FLAGS.checkpoint, FLAGS.layer,
                          checkpoints_dir=FLAGS.checkpoints_dir,
                          input_size=parse_input_size(FLAGS.input_size), input=FLAGS.input,
                          output=FLAGS.output, feeds=_feeds(FLAGS.feed), signature=FLAGS.signature,
                          preprocess=FLAGS.preprocess, labels_file=FLAGS.labels_file,
-                         methods=methods)
+                         methods=methods, trust_model=FLAGS.trust_model)
 
 
 def _plan(paths, labels, kinds, methods):

@@ -132,6 +132,8 @@ def _evaluate_photos(evaluator, paths, labels, record, index):
             index.failed(path, stem, problem)
             continue
         record.add(result)
+        for note in result.notes:
+            print("note: %s" % note, flush=True)
         print(_describe(result), flush=True)
         plots = report.write_curve_plots(result, FLAGS.output_dir) if FLAGS.plots else []
         _index(index, result, photo if FLAGS.plots else None, plots, explainer.labels)

@@ -135,17 +135,21 @@ class GuidedGradCam:
     (feeds: {placeholder name: value}); preprocess: a `preprocessing.PREPROCESSINGS` name
     (default: the network's own, 'raw' for models); labels_file: one class name per line, or
     'imagenet'; methods: the Grad-CAM family members `explain` computes by default.
+    trust_model: run a model that would do more than compute (file or Python ops, Keras
+    `Lambda` layers), which is refused by default (`model_safety`): a model file is a program.
     """
 
     def __init__(self, model=DEFAULT_NETWORK, checkpoint=None, layer=None,
                  checkpoints_dir=None, download=True,
                  input_size=None, progress=sys.stderr, *, input=None, output=None, feeds=None,
-                 signature=None, preprocess=None, labels_file=None, methods=("gradcam",)):
+                 signature=None, preprocess=None, labels_file=None, methods=("gradcam",),
+                 trust_model=False):
         self.methods = parse_methods(methods)  # explain's default
+        self.trust_model = bool(trust_model)
         self.source = open_source(
             model, checkpoint=checkpoint, checkpoints_dir=checkpoints_dir, download=download,
             progress=progress, input=input, output=output, feeds=feeds, signature=signature,
-            preprocess=preprocess, input_size=input_size)
+            preprocess=preprocess, input_size=input_size, trust_model=trust_model)
         # ImageNet's names for a model only when asked; with 1001 scores, logit 0 is background.
         self._graph = build_explanation_graph(self.source, layer, input_size,
                                               imagenet_background=labels_file == "imagenet")

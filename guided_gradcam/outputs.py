@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+from PIL import Image
 
 from guided_gradcam import rendering
 from guided_gradcam.method_names import TITLES
@@ -29,31 +30,53 @@ def render_outputs(explanation, photo, box, class_name, kinds=OUTPUT_KINDS):
     method of `explanation.methods`} ('png') and {'panel'} → uint8 RGB images.
 
     Grad-CAM-style maps are overlaid on the whole photo at its own resolution (`box` is where
-    the network input came from); the others are at the network input size.
+    the network input came from); the others are at the network input size. A picture whose
+    short side is under 224 pixels (a small model's input, a small photo) is upscaled by an
+    integer factor to at least 224 (`rendering.display_scale`): maps by nearest neighbour, each
+    value a block, the photo bilinearly. The panel shows the methods of `explanation.methods`
+    in their order (Grad-CAM only where asked); Grad-CAM's PNGs are always written.
     """
     images = {}
     if "png" not in kinds and "panel" not in kinds:
         return images  # an arrays-only run renders nothing
-    network_input = _rgb(explanation.image)
     height, width = explanation.cam.shape
-    maps = dict(explanation.methods) or {"gradcam": None}
-    maps["gradcam"] = (explanation.cam_lowres, explanation.cam, explanation.guided_gradcam)
-    gbp = rendering.gradient_to_image(_rgb(explanation.gbp))
-    tiles = [("Original", network_input), ("Guided Backprop", gbp)]
-    for method, (_, cam, guided) in maps.items():
-        guided_image = rendering.gradient_to_image(_rgb(guided))
-        if "png" in kinds:
-            images[method] = rendering.overlay_on_photo(photo, cam, box)
-            images["guided_" + method] = guided_image
-        if "panel" in kinds:
-            title = TITLES[method]
-            tiles += [(title, rendering.overlay_on_photo(network_input, cam, (0, 0, width, height))),
-                      ("Guided " + title, guided_image)]
+    scale = rendering.display_scale(height, width)
+    gradcam = (explanation.cam_lowres, explanation.cam, explanation.guided_gradcam)
+    maps = {method: gradcam if method == "gradcam" else method_maps
+            for method, method_maps in (explanation.methods or {"gradcam": None}).items()}
+    shown = tuple(maps)  # the panel's methods, in the order asked
     if "png" in kinds:
+        maps.setdefault("gradcam", gradcam)
+    gbp = rendering.upscale(rendering.gradient_to_image(_rgb(explanation.gbp)), scale)
+    guided_images = {method: rendering.upscale(rendering.gradient_to_image(_rgb(guided)), scale)
+                     for method, (_, _, guided) in maps.items()}
+    if "png" in kinds:
+        photo, box = _for_display(photo, box)
+        for method, (_, cam, _) in maps.items():
+            images[method] = rendering.overlay_on_photo(photo, cam, box)
+            images["guided_" + method] = guided_images[method]
         images["gbp"] = gbp
     if "panel" in kinds:
+        original = rendering.upscale(_rgb(explanation.image), scale, Image.BILINEAR)
+        tiles = [("Original", original), ("Guided Backprop", gbp)]
+        for method in shown:
+            cam = maps[method][1]
+            if scale > 1:  # nearest neighbour: each map value a scale x scale block
+                cam = np.repeat(np.repeat(cam, scale, axis=0), scale, axis=1)
+            title = TITLES[method]
+            tiles += [(title, rendering.overlay_on_photo(original, cam, (0, 0) + cam.shape[::-1])),
+                      ("Guided " + title, guided_images[method])]
         images["panel"] = rendering.make_panel(tiles, heading(explanation, class_name))
     return images
+
+
+def _for_display(photo, box):
+    """(photo, box) upscaled bilinearly where the photo's short side is under 224 pixels."""
+    scale = rendering.display_scale(*np.shape(photo)[:2])
+    if scale == 1:
+        return photo, box
+    return (rendering.upscale(np.asarray(photo), scale, Image.BILINEAR),
+            tuple(int(value) * scale for value in box))
 
 
 def _output_names(stem, kinds, methods=("gradcam",)):

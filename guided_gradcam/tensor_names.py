@@ -31,6 +31,9 @@ def select_layer(placed, graph, name=None):
     """(name, 4-D tensor) of the Grad-CAM layer: a layer name (Keras names also inside nested
     models), an alias, a tensor or op name; None → the model's default layer."""
     name = name or placed.default_layer
+    if name is None:
+        raise GuidedGradCamError("the model has no 4-D (batch, height, width, channels) layer "
+                                 "between its input and output for Grad-CAM")
     if name in placed.layers:
         return name, placed.layers[name]
     if name in placed.layer_aliases:
@@ -48,13 +51,31 @@ def select_layer(placed, graph, name=None):
     try:
         tensor = find_tensor(graph, name, placed.scope, what="layer or tensor")
     except GuidedGradCamError:
-        raise GuidedGradCamError(
-            "unknown layer %r; valid layers: %s" % (name, ", ".join(placed.layers))) from None
+        raise GuidedGradCamError(unknown_layer_message(name, placed.layers)) from None
     if tensor.shape.ndims != 4:
         raise GuidedGradCamError(
             "layer %r has shape %s; Grad-CAM needs a 4-D (batch, height, width, channels) "
             "activation" % (name, tensor.shape))
     return name, tensor
+
+
+def unknown_layer_message(name, layers):
+    """'unknown layer ...' on its first line, then every valid layer one a line with its size
+    (`block_13_expand_relu  6x6x576`), the names nearest to `name` first (difflib's ratio to
+    the whole name or its last part, for nested layers; ties in graph order)."""
+    def size(tensor):
+        dims = tensor.shape.as_list()[1:] if tensor.shape.ndims == 4 else []
+        return "x".join("?" if dim is None else str(dim) for dim in dims)
+
+    def closeness(layer):
+        return max(difflib.SequenceMatcher(None, name.lower(), candidate.lower()).ratio()
+                   for candidate in (layer, layer.rsplit("/", 1)[-1]))
+
+    ordered = sorted(layers, key=closeness, reverse=True)  # stable: graph order among ties
+    width = max((len(layer) for layer in ordered), default=0)
+    lines = ["  %s  %s" % (layer.ljust(width), size(layers[layer])) for layer in ordered]
+    return "\n".join(["unknown layer %r; the %d valid layers (height x width x channels), "
+                      "nearest names first:" % (name, len(ordered))] + lines)
 
 
 def parse_feed(text):

@@ -16,6 +16,11 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 tf.disable_eager_execution()
 
+if os.environ.get("GUIDED_GRADCAM_TOLERANCE_LOG"):  # measuring the tolerances' margins
+    import tolerance_log
+
+    tolerance_log.install(os.environ["GUIDED_GRADCAM_TOLERANCE_LOG"])
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO / ".." / "shared"
 CAT_DOG = SHARED / "images" / "cat_dog.jpg"

@@ -66,10 +66,14 @@ class Runs(dict):
 
 
 def broken_boxes(folder):
-    """A copy of images/boxes whose cat.xml is cut short (not XML)."""
+    """A copy of images/boxes whose cat.xml is cut short (not XML), and whose coffee.xml has
+    the cup's box on the left border written 0-based (xmin 0), as LabelImg and CVAT write it."""
     shutil.copytree(BOXES, folder)
     text = (folder / "cat.xml").read_text()
     (folder / "cat.xml").write_text(text[:text.index("</object>")])
+    text = (folder / "coffee.xml").read_text()
+    cup = text.rindex("<xmin>173</xmin>")
+    (folder / "coffee.xml").write_text(text[:cup] + "<xmin>0</xmin>" + text[cup + 16:])
     return folder
 
 
@@ -296,6 +300,11 @@ def test_a_broken_annotation_costs_only_its_photo(runs):
     index = read_csv(run.output_dir / "index.csv")
     assert [(row["stem"], bool(row["error"])) for row in index] == [
         ("cat", True), ("coffee_967", False), ("coffee_968", False)]
+    # The 0-based border box is read, with one note, and coffee is measured.
+    notes = [line for line in run.stdout.splitlines() if line.startswith("note: ")]
+    assert notes == ["note: annotation %s: object 2 ('n07930864') starts at xmin 0 ymin 19: "
+                     "read as the photo's first pixel (VOC pixels are 1-based)"
+                     % (run.output_dir.parent / "broken_boxes" / "coffee.xml")], run.stdout
 
 
 # --- help and determinism ----------------------------------------------------------------------

@@ -87,6 +87,25 @@ def test_voc_xml_with_several_objects(tmp_path):
     assert (tabby.box, tabby.truncated, tabby.difficult) == ((9, 19, 10, 20), False, False)
 
 
+def test_a_zero_coordinate_is_the_border_pixel_with_a_note(tmp_path):
+    """Annotation tools write 0 for a box on the left or top border: read as the first pixel
+    (left 0), said once per object; a 1-based file has no note."""
+    path = _xml(tmp_path, "<annotation>%s%s%s</annotation>" % (
+        SIZE, _object("cat", 0, 5, 20, 50), _object("dog", 3, 0, 0 + 100, 0 + 9)))
+    annotation = read_voc_xml(path)
+    assert [o.box for o in annotation.objects] == [(0, 4, 20, 50), (2, 0, 100, 9)]
+    assert annotation.notes == (
+        "annotation %s: object 1 ('cat') starts at xmin 0 ymin 5: read as the photo's first "
+        "pixel (VOC pixels are 1-based)" % path,
+        "annotation %s: object 2 ('dog') starts at xmin 3 ymin 0: read as the photo's first "
+        "pixel (VOC pixels are 1-based)" % path)
+    # The same boxes written 1-based: the same boxes, no note.
+    one_based = read_voc_xml(_xml(tmp_path, "<annotation>%s%s%s</annotation>" % (
+        SIZE, _object("cat", 1, 5, 20, 50), _object("dog", 3, 1, 100, 9)), "one.xml"))
+    assert [o.box for o in one_based.objects] == [(0, 4, 20, 50), (2, 0, 100, 9)]
+    assert one_based.notes == ()
+
+
 def test_a_file_without_objects_or_size_is_valid(tmp_path):
     annotation = read_voc_xml(_xml(tmp_path, "<annotation><filename>a.jpg</filename></annotation>"))
     assert (annotation.objects, annotation.width, annotation.height) == ((), None, None)
@@ -115,7 +134,8 @@ SIZE = "<size><width>100</width><height>50</height></size>"
     ("<annotation>%s</annotation>" % _object("cat", 1, 30, 20, 20), "inverted"),
     ("<annotation>%s%s</annotation>" % (SIZE, _object("cat", 1, 1, 101, 50)), "outside the 100x50"),
     ("<annotation>%s%s</annotation>" % (SIZE, _object("cat", 1, 1, 100, 51)), "outside the 100x50"),
-    ("<annotation>%s</annotation>" % _object("cat", 0, 1, 20, 20), "1-based"),
+    ("<annotation>%s</annotation>" % _object("cat", -1, 1, 20, 20), "outside the photo"),
+    ("<annotation>%s%s</annotation>" % (SIZE, _object("cat", 0, -2, 20, 20)), "outside the photo"),
     ("<annotation><size><width>0</width><height>5</height></size></annotation>", "<size> is 0x5"),
     ("<annotation>%s</annotation>" % _object("cat", 1, 1, 2, 2, "<difficult>yes</difficult>"),
      "<difficult> 'yes'"),
@@ -265,6 +285,27 @@ def test_pointing_game_difficult_rules():
     assert pointing_game((450, 450), [BOX], [(400, 400, 500, 500)]) is None  # hit a difficult one
     assert pointing_game((150, 150), [BOX], [(400, 400, 500, 500)]) is True
     assert pointing_accuracy([True, None, False, True, True]) == 0.75
+
+
+def test_pointing_game_applies_its_tolerance_to_required_and_difficult_boxes():
+    """Distances by hand: (205, 150) is 5 px right of BOX, (260, 150) 60 px; the box
+    (400, 400, 500, 500) is hypot(140, 250) = 286.5 px from (260, 150)."""
+    near, far, other = (205, 150), (260, 150), (400, 400, 500, 500)
+    assert pointing_game(near, [BOX]) is True  # 5 <= 15
+    assert pointing_game(near, [BOX], tolerance=0) is False
+    assert pointing_game(near, [BOX], tolerance=4.99) is False
+    assert pointing_game(near, [BOX], tolerance=5) is True
+    assert pointing_game(far, [BOX]) is False  # 60 > 15
+    assert pointing_game(far, [BOX], tolerance=59.9) is False
+    assert pointing_game(far, [BOX], tolerance=60) is True
+    assert pointing_game(far, [other], tolerance=286) is False
+    assert pointing_game(far, [other], tolerance=287) is True
+    # The difficult boxes' test takes the same tolerance: a miss near a difficult box is left
+    # out, one that is only within the default 15 px of it is not.
+    assert pointing_game(near, [other], [BOX]) is None
+    assert pointing_game(near, [other], [BOX], tolerance=0) is False
+    assert pointing_game(far, [other], [BOX]) is False
+    assert pointing_game(far, [other], [BOX], tolerance=60) is None
 
 
 def test_peak_is_the_first_maximum_in_raster_order():

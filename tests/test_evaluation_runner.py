@@ -53,8 +53,10 @@ def test_occlusion_deltas_equal_one_occluded_copy_at_a_time(explainer, cat_dog):
         copy = net_input.copy()
         copy[top:top + 56, left:left + 56, :] = 0.0
         y = explainer.forward(copy[None])[0][0]
+        # Batches of 3 against batches of 1: logits of ~±20 in float32 round differently
+        # (measured 1.1e-5 with oneDNN, 7.6e-6 with TF's plain kernels): 17x margin.
         np.testing.assert_allclose(deltas[n], original[[TIGER_CAT, BULL_MASTIFF]]
-                                   - y[[TIGER_CAT, BULL_MASTIFF]], rtol=0, atol=2e-5)
+                                   - y[[TIGER_CAT, BULL_MASTIFF]], rtol=0, atol=2e-4)
 
 
 def test_curve_points_equal_inputs_built_by_hand_whatever_the_batch(explainer, cat_dog):
@@ -167,6 +169,48 @@ def test_localisation_and_pointing_equal_a_computation_by_hand(explainer, cat_do
         assert "counterfactual" not in c.pointing
 
 
+def _distance(point, box):
+    x, y = point
+    return np.hypot(max(box[0] - x, 0, x - box[2]), max(box[1] - y, 0, y - box[3]))
+
+
+@pytest.fixture(scope="module")
+def boxes_near_the_peaks(explainer, cat_dog, tmp_path_factory):
+    """(boxes folder, {class: (Grad-CAM peak in photo pixels, box)}): a 20x20 box 8 px from
+    the tiger cat's peak and one 40 px from the bull mastiff's, so that a tolerance of 0 and
+    one of 60 px both score differently from the default 15."""
+    photo, network_input, crop, _ = cat_dog
+    height, width = photo.shape[:2]
+    scale = (crop[2] - crop[0]) / 224
+    placed, objects = {}, []
+    for c, wnid, gap in ((TIGER_CAT, "n02123159", 8), (BULL_MASTIFF, "n02108422", 40)):
+        explanation, = explainer.explain(network_input[None], c)
+        row, col = np.unravel_index(np.argmax(explanation.cam), (224, 224))
+        x, y = crop[0] + (col + 0.5) * scale, crop[1] + (row + 0.5) * scale
+        top = min(max(int(y) - 10, 0), height - 20)
+        left = int(np.ceil(x + gap)) if x + gap + 20 <= width else int(np.floor(x - gap)) - 20
+        box = (left, top, left + 20, top + 20)
+        placed[c] = ((x, y), box)
+        objects.append("<object><name>%s</name><bndbox><xmin>%d</xmin><ymin>%d</ymin><xmax>%d"
+                       "</xmax><ymax>%d</ymax></bndbox></object>" % ((wnid, box[0] + 1, box[1] + 1)
+                                                                     + box[2:]))
+    folder = tmp_path_factory.mktemp("near_boxes")
+    (folder / "cat_dog.xml").write_text("<annotation>%s</annotation>" % "".join(objects))
+    return folder, placed
+
+
+@pytest.mark.parametrize("tolerance", [0, 60])
+def test_pointing_uses_the_settings_tolerance(explainer, cat_dog, boxes_near_the_peaks,
+                                              tolerance):
+    folder, placed = boxes_near_the_peaks
+    distances = {c: _distance(point, box) for c, (point, box) in placed.items()}
+    assert 0 < distances[TIGER_CAT] <= 15 < distances[BULL_MASTIFF] <= 60, distances
+    result = Evaluator(explainer, Settings(metrics=("localisation",), tolerance=tolerance),
+                       str(folder)).evaluate(cat_dog[0], "cat_dog.jpg", "cat_dog")
+    pointing = {c.class_index: c.pointing["gradcam"] for c in result.classes}
+    assert pointing == {c: bool(d <= tolerance) for c, d in distances.items()}, distances
+
+
 def _sanity(class_result, mode, step, name):
     row, = [s for s in class_result.sanity if (s.mode, s.step, s.map) == (mode, step, name)]
     return row
@@ -184,25 +228,66 @@ def test_sanity_checks_show_the_published_finding(evaluated):
         assert blocks[-1] == "MobilenetV1/Conv2d_0" and len(blocks) == 28
 
 
-def test_evaluating_twice_gives_the_same_numbers(explainer, cat_dog, evaluated):
-    """The sanity checks' random weights are seeded: a new evaluator (of one class, to keep
-    the test short) draws the same ones; another seed draws others."""
-    again = Evaluator(explainer, Settings(metrics=("faithfulness", "deletion", "sanity"),
-                                          **CHEAP)).evaluate(cat_dog[0], labels=[BULL_MASTIFF])
-    first, second = evaluated.classes[1], again.classes[0]
-    # One image a run instead of two: TF's kernels sum in another order (1e-8 apart).
+ONE_CLASS = dict(metrics=("faithfulness", "deletion", "sanity"), **CHEAP)
+
+
+@pytest.fixture(scope="module")
+def bull_mastiff_alone(explainer, cat_dog):
+    """The bull mastiff evaluated on its own: a batch of one image where `evaluated` has two."""
+    return Evaluator(explainer, Settings(**ONE_CLASS)).evaluate(cat_dog[0], labels=[BULL_MASTIFF])
+
+
+def _numbers(class_result):
+    return ([getattr(class_result, metric)[name] for metric in ("faithfulness", "deletion",
+                                                                  "insertion")
+             for name in sorted(class_result.faithfulness)],
+            [dataclasses.astuple(s)[4:] for s in class_result.sanity])
+
+
+def test_evaluating_twice_gives_the_same_numbers(explainer, cat_dog, bull_mastiff_alone):
+    """The same evaluation, batch for batch, in a new evaluator: the sanity checks' random
+    weights are seeded, and every kernel sees the same shapes, so the numbers are the same."""
+    again = Evaluator(explainer, Settings(**ONE_CLASS)).evaluate(cat_dog[0], labels=[BULL_MASTIFF])
+    first, second = _numbers(bull_mastiff_alone.classes[0]), _numbers(again.classes[0])
+    # Measured: 0 in both regimes .ci/run runs; 1e-9 allows float64 summing in numpy's
+    # statistics, not a kernel's other order (that moves these numbers by 1e-8 and more).
+    np.testing.assert_allclose(second[0], first[0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(second[1], first[1], rtol=0, atol=1e-9)
+
+
+# Another batch composition sums in another order: the two-image batch of `evaluated` and the
+# one-image batch of `bull_mastiff_alone` differ by float rounding. Largest differences measured
+# on 2-core x86 machines of CI's kind, with oneDNN (TF's plain kernels on one thread: 0):
+# faithfulness, deletion and insertion 2.4e-7, the sanity rows 3.8e-5 (HOG). The bounds below
+# keep margins of 40x and 26x.
+ACROSS_BATCHES = {"curves": 1e-5, "sanity": 1e-3}
+
+
+def test_a_class_measures_the_same_whatever_it_is_batched_with(evaluated, bull_mastiff_alone):
+    """`evaluated` measured the tiger cat and the bull mastiff side by side; alone, the bull
+    mastiff's numbers are the same up to float rounding: nothing leaks between classes."""
+    together = evaluated.classes[1]
+    assert together.class_index == BULL_MASTIFF
+    alone = bull_mastiff_alone.classes[0]
     for metric in ("faithfulness", "deletion", "insertion"):
-        for name, value in getattr(first, metric).items():
-            assert getattr(second, metric)[name] == pytest.approx(value, abs=1e-6)
-    assert [s[:4] for s in map(dataclasses.astuple, second.sanity)] == [
-        s[:4] for s in map(dataclasses.astuple, first.sanity)]
-    np.testing.assert_allclose([dataclasses.astuple(s)[4:] for s in second.sanity],
-                               [dataclasses.astuple(s)[4:] for s in first.sanity], atol=1e-5)
+        assert set(getattr(alone, metric)) == set(getattr(together, metric))
+    assert [s[:4] for s in map(dataclasses.astuple, alone.sanity)] == [
+        s[:4] for s in map(dataclasses.astuple, together.sanity)]
+    (scalars_alone, sanity_alone), (scalars_together, sanity_together) = (
+        _numbers(alone), _numbers(together))
+    np.testing.assert_allclose(scalars_alone, scalars_together, rtol=0,
+                               atol=ACROSS_BATCHES["curves"])
+    np.testing.assert_allclose(sanity_alone, sanity_together, rtol=0,
+                               atol=ACROSS_BATCHES["sanity"], equal_nan=True)
+
+
+def test_another_seed_draws_other_weights(explainer, cat_dog, bull_mastiff_alone):
     reseeded = Evaluator(explainer, Settings(metrics=("sanity",), seed=1,
                                              randomisation=("cascading",), **CHEAP)).evaluate(
         cat_dog[0], labels=[BULL_MASTIFF])
     assert {s.mode for s in reseeded.classes[0].sanity} == {"cascading"}
-    # Seed 1 draws other weights: the rows differ by more than the 1e-8 of batching.
-    cascading = [dataclasses.astuple(s)[4:] for s in first.sanity if s.mode == "cascading"]
+    # Seed 1 draws other weights: the rows differ by far more than any float rounding.
+    cascading = [dataclasses.astuple(s)[4:] for s in bull_mastiff_alone.classes[0].sanity
+                 if s.mode == "cascading"]
     redrawn = [dataclasses.astuple(s)[4:] for s in reseeded.classes[0].sanity]
-    assert not np.allclose(redrawn, cascading, atol=1e-3, equal_nan=True)
+    assert not np.allclose(redrawn, cascading, atol=1e-2, equal_nan=True)

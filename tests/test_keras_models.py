@@ -203,6 +203,33 @@ def test_binary_default_explains_the_predicted_side():
     assert sides == {0, 1}, "the data must hold both predicted sides"
 
 
+def test_regression_counterfactual_negates_the_gradient_of_y():
+    """A regression model's counterfactual Grad-CAM is ReLU(Σ_k α_k A^k) with α the spatial
+    mean of −∂y/∂A, from a GradientTape here; both maps have positive parts, so the factual one
+    tells them apart."""
+    images = np.random.default_rng(4).integers(0, 256, (3, SIZE, SIZE, 3)).astype(np.uint8)
+    with eager():
+        keras.utils.set_random_seed(4)  # Σ α_k A^k of both signs, in every image
+        model, features_and_scores = build(keras, PLAIN, **CASES["regression"]["kwargs"])
+        with tf2.GradientTape() as tape:
+            a, scores = features_and_scores(tf2.constant(images / 255.0, tf2.float32), tape)
+            y = scores[:, 0]  # the one linear unit: y itself
+        grads = tape.gradient(y, a).numpy()
+        a = a.numpy()
+    linear = (grads.mean(axis=(1, 2), keepdims=True) * a).sum(3)  # Σ_k α_k A^k, α of +∂y/∂A
+    reference = {sign: np.maximum(sign * linear, 0) for sign in (1.0, -1.0)}  # α of ±∂y/∂A
+    with GuidedGradCam(model, layer="features", preprocess="unit") as explainer:
+        assert explainer.task == "regression"
+        maps = {sign: np.stack([e.cam_lowres for e in explainer.explain(
+            images, counterfactual=sign < 0)]) for sign in (1.0, -1.0)}
+    for sign, expected in reference.items():
+        # Not vacuous: each image's map has a positive part of at least 30 % of |Σ α A|'s peak.
+        assert (expected.reshape(len(images), -1).max(1) > 0.3 * np.abs(linear).max()).all()
+        np.testing.assert_allclose(maps[sign], expected, rtol=1e-4, atol=1e-5 * expected.max(),
+                                   err_msg="counterfactual" if sign < 0 else "factual")
+    assert _relative(reference[-1.0], reference[1.0]) > 0.5  # the data tells the signs apart
+
+
 def test_tf_keras_model_matches_the_same_weights_in_keras_3(tmp_path):
     """tf-keras (Keras 2) keeps FusedBatchNormV3 and its own scope names; a saved .h5 of it
     gives the same maps as the Keras 3 model with the same weights."""

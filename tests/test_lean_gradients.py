@@ -44,7 +44,8 @@ def test_equals_tensorflows_own_gradient_for_input_scale_and_offset():
 
 def test_input_gradient_is_the_hand_computed_per_channel_scale():
     grad_x = _gradients(overridden=True)[0]
-    np.testing.assert_allclose(grad_x, UPSTREAM * GAMMA / np.sqrt(VARIANCE + 1e-3), rtol=1e-6)
+    # A float32 product of three roundings: measured 1.6e-7 relative; 1e-5 keeps a 60x margin.
+    np.testing.assert_allclose(grad_x, UPSTREAM * GAMMA / np.sqrt(VARIANCE + 1e-3), rtol=1e-5)
 
 
 def test_training_mode_batch_norm_is_refused():

@@ -171,6 +171,31 @@ def test_random_values_are_deterministic_finite_and_keep_shape_and_sign(mobilene
     assert 0.7 < random_value(kernel).std() / kernel.value.std() < 1.1
 
 
+def test_the_evaluators_randomiser_draws_by_its_seed(mobilenet):
+    """sanity.Randomiser, as the evaluator builds it: each step feeds the randomised block's
+    weights random_value(weight, seed), bit-identical for one seed and other values for
+    another seed, and every other weight its original value."""
+    from guided_gradcam.evaluation.sanity import Randomiser
+
+    explainer, blocks, _ = mobilenet
+    runs = [list(Randomiser(explainer, seed, modes=("independent",)).steps())
+            for seed in (0, 0, 1)]
+    assert [len(steps) for steps in runs] == [len(blocks)] * 3
+    for step, ((_, _, name, first), (_, _, _, again), (_, _, _, other)) in enumerate(zip(*runs)):
+        index = len(blocks) - 1 - step  # from the top down
+        assert name == blocks[index].name
+        for weight in blocks[index].weights:
+            for tensor in weight.tensors:
+                np.testing.assert_array_equal(first[tensor], random_value(weight, 0))
+                np.testing.assert_array_equal(again[tensor], first[tensor])
+                np.testing.assert_array_equal(other[tensor], random_value(weight, 1))
+                assert not np.array_equal(other[tensor], first[tensor]), weight.name
+        for block in blocks[:index] + blocks[index + 1:]:
+            for weight in block.weights:
+                for tensor in weight.tensors:
+                    np.testing.assert_array_equal(other[tensor], weight.value)
+
+
 def test_random_value_of_constant_zero_and_spread_positive_tensors():
     ones = random_value(Weight("a/BatchNorm/gamma", (), np.ones(1000, np.float32)))
     assert ones.min() > 0 and np.unique(ones).size > 100  # a constant still changes

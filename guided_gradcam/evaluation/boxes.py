@@ -46,6 +46,7 @@ class Annotation:
     width: int  # width and height: None when the XML has no <size>
     height: int
     objects: tuple  # of GroundTruthObject, in file order (may be empty)
+    notes: tuple = ()  # what was read other than written: a 0 coordinate taken as 1
 
 
 def _fail(path, problem):
@@ -86,7 +87,7 @@ def read_voc_xml(path):
         width, height = (_number(path, size, tag, "<size>") for tag in ("width", "height"))
         if width < 1 or height < 1:
             _fail(path, "<size> is %dx%d" % (width, height))
-    objects = []
+    objects, notes = [], []
     for number, element in enumerate(root.findall("object"), 1):
         name = (element.findtext("name") or "").strip()
         where = "object %d (%r)" % (number, name)
@@ -100,9 +101,13 @@ def read_voc_xml(path):
         if xmax < xmin or ymax < ymin:
             _fail(path, "%s has an inverted box: xmin %d ymin %d xmax %d ymax %d"
                   % (where, xmin, ymin, xmax, ymax))
-        if xmin < 1 or ymin < 1:
-            _fail(path, "%s starts at xmin %d ymin %d: VOC pixels are 1-based"
+        if xmin < 0 or ymin < 0:
+            _fail(path, "%s starts at xmin %d ymin %d, outside the photo"
                   % (where, xmin, ymin))
+        if xmin == 0 or ymin == 0:  # LabelImg, CVAT: 0 for a box on the left or top border
+            notes.append("annotation %s: %s starts at xmin %d ymin %d: read as the photo's "
+                         "first pixel (VOC pixels are 1-based)" % (path, where, xmin, ymin))
+            xmin, ymin, xmax, ymax = max(xmin, 1), max(ymin, 1), max(xmax, 1), max(ymax, 1)
         if width and (xmax > width or ymax > height):
             _fail(path, "%s ends at xmax %d ymax %d, outside the %dx%d photo"
                   % (where, xmax, ymax, width, height))
@@ -111,7 +116,7 @@ def read_voc_xml(path):
             _flag(path, element, "truncated", where)))
     filename = root.findtext("filename")
     return Annotation(path, filename.strip() if filename else None, width, height,
-                      tuple(objects))
+                      tuple(objects), tuple(notes))
 
 
 def find_annotation(boxes_dir, stem):

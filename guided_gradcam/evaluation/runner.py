@@ -78,6 +78,7 @@ class PhotoResult:
     fractions: np.ndarray = None  # of pixels changed at each curve point
     explanations: list = dataclasses.field(default_factory=list)  # of each evaluated class
     error: str = None
+    notes: list = dataclasses.field(default_factory=list)  # one line each, said once per photo
 
 
 def map_names(methods=("gradcam",), counterfactual=True):
@@ -189,7 +190,7 @@ class Evaluator:
         predicted = [c.index for c in result.top5]
         classes = [explainer.labels.resolve(label) for label in labels or []] or (
             predicted[:1] or [0])  # regression: its one output
-        truth = self._ground_truth(stem)
+        truth = self._ground_truth(stem, result.notes)
         if truth is not None:
             classes += [c for c in {**truth[0], **truth[1]} if c not in classes]
         box_classes = ([c for c in predicted if c not in classes]
@@ -225,13 +226,14 @@ class Evaluator:
                 counterfactual=counterfactual, methods=self.settings.methods)
         return explanations
 
-    def _ground_truth(self, stem):
+    def _ground_truth(self, stem, notes):
         """({class: boxes}, {class: difficult boxes}) of the photo's VOC file; None without."""
         if self.boxes_dir is None:
             return None
         annotation = gt_boxes.find_annotation(self.boxes_dir, stem)
         if annotation is None:
             return None
+        notes.extend(annotation.notes)
         return gt_boxes.ground_truth(annotation, self.explainer.labels)
 
     def _faithfulness(self, net_input, classes, maps, result):

@@ -16,7 +16,7 @@ from guided_gradcam.preprocessing import Preprocessing
 class PlacedModel:
     output: object  # tf.Tensor [B, C] (or [B]): scores or probabilities; heads.py finds the head
     layers: Dict[str, object]  # {name: 4-D tf.Tensor}, in graph order; the Grad-CAM candidates
-    default_layer: str
+    default_layer: Optional[str]  # None: the model has no spatial 4-D layer; --layer must say
     restore: Callable  # restore(session): loads the weights (frozen graphs: nothing to do)
     feeds: Dict[object, object] = dataclasses.field(default_factory=dict)  # extra placeholders
     background_logits: int = 0  # leading logits that are never a predicted class (slim 1001)

@@ -8,6 +8,7 @@ import re
 import tensorflow.compat.v1 as tf
 
 from guided_gradcam.errors import GuidedGradCamError, first_line
+from guided_gradcam import model_safety
 from guided_gradcam.graph_paths import ops_between
 from guided_gradcam.guided_relu import OVERRIDE_MAP
 from guided_gradcam.sources.base import ModelSource, PlacedModel
@@ -134,14 +135,16 @@ class GraphDefSource(ModelSource):
     constants at import."""
 
     def __init__(self, graph_def, name, preprocessing, input_name=None, output_name=None,
-                 feeds=None, rename_scope=None, input_shape=None):
-        check_no_guided_ops_in_functions(graph_def, name)
+                 feeds=None, rename_scope=None, input_shape=None, trust_model=False):
         self.graph_def = graph_def
         self.name = name
         self.preprocessing = preprocessing
         self.feeds = dict(feeds or {})
         self.input_name, self.output_name = input_and_output_names(
             graph_def, name, input_name, output_name, self.feeds)
+        if not trust_model:  # what computing the output runs: the allow-list, before any run
+            model_safety.check_graph_def(graph_def, [self.output_name], name)
+        check_no_guided_ops_in_functions(graph_def, name)
         self.input_shape = input_shape or input_shape_of(graph_def, self.input_name)
         self._rename_scope = rename_scope  # raw scope → layer name users know (Keras)
 
@@ -199,13 +202,15 @@ def scope_layers(scope, model_input, output, rename=None):
     4-D tensor that leaves that scope (a Keras layer's output, a slim block's). `rename` maps
     the raw scopes to {raw: the name users know (Keras 3 adds `_1` to every scope of a traced
     model), or None for scopes that are no layer}; the raw scope stays usable as an alias.
+    A 4-D op in no layer's scope (a `tf.Module`'s `StatefulPartitionedCall/Relu`, a TF 1 graph
+    built without scopes) is a layer of its own, named by its op name.
     """
     on_path = ops_between(model_input, output)
     position = {op: index for index, op in enumerate(on_path)}
+    four_d = [op for op in on_path if op.name.startswith(scope) and op.outputs
+              and op.outputs[0].shape.ndims == 4]
     exits = {}
-    for op in on_path:
-        if not op.name.startswith(scope) or not op.outputs or op.outputs[0].shape.ndims != 4:
-            continue
+    for op in four_d:
         parts = op.name[len(scope):].split("/")[:-1]
         consumers = [c for c in op.outputs[0].consumers() if c in position]
         for depth in range(1, len(parts) + 1):
@@ -214,22 +219,30 @@ def scope_layers(scope, model_input, output, rename=None):
                 exits["/".join(parts[:depth])] = op.outputs[0]  # a later exit replaces it
     ordered = sorted(exits.items(), key=lambda item: position[item[1].op])
     names = rename([raw for raw, _ in ordered]) if rename else {}
-    layers, aliases = {}, {}
+    layers, aliases, layer_scopes = {}, {}, set()
     for raw, tensor in ordered:
         name = names.get(raw, raw) if rename else raw
         if not name or name in layers:
             continue
         layers[name] = tensor
+        layer_scopes.add(raw)
         if name != raw:
             aliases[raw] = name
-    return layers, aliases
+    for op in four_d:
+        parts = op.name[len(scope):].split("/")[:-1]
+        if op.type not in PLUMBING_OPS and not any(
+                "/".join(parts[:depth]) in layer_scopes for depth in range(1, len(parts) + 1)):
+            layers.setdefault(op.name[len(scope):], op.outputs[0])
+    ordered_names = sorted(layers, key=lambda name: position[layers[name].op])
+    return {name: layers[name] for name in ordered_names}, aliases
+
+
+PLUMBING_OPS = {"Identity", "IdentityN", "Placeholder", "PlaceholderWithDefault", "Const"}
 
 
 def default_layer(layers):
-    """The last 4-D layer output with a spatial extent (the last conv block's activation)."""
+    """The last 4-D layer output with a spatial extent (the last conv block's activation);
+    None when there is none (then `--layer` must name a tensor)."""
     spatial = [name for name, tensor in layers.items()
                if (tensor.shape[1] or 2) * (tensor.shape[2] or 2) > 1]
-    if not spatial:
-        raise GuidedGradCamError("the model has no 4-D (batch, height, width, channels) layer "
-                                 "between its input and output for Grad-CAM")
-    return spatial[-1]
+    return spatial[-1] if spatial else None

@@ -9,7 +9,8 @@ import os
 import re
 import zipfile
 
-from guided_gradcam.errors import GuidedGradCamError, first_line
+from guided_gradcam import model_safety
+from guided_gradcam.errors import MESSAGE_LIMIT, GuidedGradCamError, first_line, shorten
 from guided_gradcam.sources.graph_def import GraphDefSource
 from guided_gradcam.tf_eager import eager
 
@@ -19,23 +20,28 @@ def is_keras_model(model):
         "Model", "Functional", "Sequential") for cls in type(model).__mro__)
 
 
-def load_keras_model(path):
-    """A model saved by Keras 3 or tf-keras (each reads its own files; try Keras 3 first)."""
+def load_keras_model(path, trust_model=False):
+    """A model saved by Keras 3 or tf-keras (each reads its own files; try Keras 3 first).
+    Layers that run stored Python code (`Lambda`) are refused from the stored config before
+    either loader runs, unless `trust_model`, which loads in the libraries' unsafe mode."""
     if not os.path.exists(path):
         raise GuidedGradCamError("model file %s does not exist" % path)
     # Keras reports a damaged .keras archive as "File not found": say what it is.
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
         raise GuidedGradCamError("cannot load Keras model %s: not a .keras archive (a zip file)"
                                  % path)
+    if not trust_model:
+        model_safety.check_keras_file(path)
     errors = []
     with eager():
         for module in ("keras", "tf_keras"):
             try:
                 library = __import__(module)
-                return library.models.load_model(path, compile=False)
+                return library.models.load_model(path, compile=False, safe_mode=not trust_model)
             except Exception as error:  # each library fails in its own way on the other's file
-                errors.append("%s: %s" % (module, first_line(error)))
-    raise GuidedGradCamError("cannot load Keras model %s (%s)" % (path, "; ".join(errors)))
+                errors.append("%s: %s" % (module, first_line(error, 110)))
+    raise GuidedGradCamError(shorten("cannot load Keras model %s (%s)" % (path, "; ".join(errors)),
+                                     MESSAGE_LIMIT, first_sentence=False))
 
 
 def _layer_paths(model, prefix=()):
@@ -66,7 +72,7 @@ def scope_renamer(model):
 
 
 class KerasSource(GraphDefSource):
-    def __init__(self, model, name, preprocessing, output_name=None):
+    def __init__(self, model, name, preprocessing, output_name=None, trust_model=False):
         with eager():
             import tensorflow as tf
             from tensorflow.python.framework.convert_to_constants import (
@@ -95,4 +101,4 @@ class KerasSource(GraphDefSource):
                                      % (name, len(outputs)))
         super().__init__(graph_def, name, preprocessing, input_name=input_name,
                          output_name=output_name or outputs[0], rename_scope=scope_renamer(model),
-                         input_shape=shape[1:])
+                         input_shape=shape[1:], trust_model=trust_model)

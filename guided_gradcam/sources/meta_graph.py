@@ -5,6 +5,7 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+from guided_gradcam import model_safety
 from guided_gradcam.errors import CheckpointError, GuidedGradCamError, first_line
 from guided_gradcam.sources.base import ModelSource, PlacedModel
 from guided_gradcam.sources.graph_def import (
@@ -28,7 +29,7 @@ def read_meta_graph(path):
 
 class MetaGraphSource(ModelSource):
     def __init__(self, path, preprocessing, checkpoint=None, input_name=None, output_name=None,
-                 feeds=None):
+                 feeds=None, trust_model=False):
         self.name = path
         self.meta = read_meta_graph(path)
         self.preprocessing = preprocessing
@@ -41,6 +42,8 @@ class MetaGraphSource(ModelSource):
         self.feeds = dict(feeds or {})
         self.input_name, self.output_name = input_and_output_names(
             graph_def, path, input_name, output_name, self.feeds)
+        if not trust_model:  # the output's ops and the restore's: the allow-list, before any run
+            model_safety.check_meta_graph(self.meta, [self.output_name], path)
         self.input_shape = input_shape_of(graph_def, self.input_name)
 
     def place(self, net_input):

@@ -3,6 +3,7 @@
 import os
 import re
 
+from guided_gradcam import model_safety
 from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.sources.graph_def import GraphDefSource
 from guided_gradcam.tf_eager import eager
@@ -14,8 +15,10 @@ def is_saved_model(path):
 
 
 class SavedModelSource(GraphDefSource):
-    def __init__(self, path, preprocessing, signature=None, output_name=None):
+    def __init__(self, path, preprocessing, signature=None, output_name=None, trust_model=False):
         signature = signature or "serving_default"
+        if not trust_model:  # from saved_model.pb: loading already runs restore and initialisers
+            model_safety.check_saved_model(path)
         with eager():
             import tensorflow as tf
             from tensorflow.python.framework.convert_to_constants import (
@@ -57,7 +60,7 @@ class SavedModelSource(GraphDefSource):
                                      "(batch, height, width, channels)" % (signature, path, shape))
         super().__init__(graph_def, path, preprocessing, input_name=input_name,
                          output_name=output_name, input_shape=shape[1:],
-                         rename_scope=_signature_scopes)
+                         rename_scope=_signature_scopes, trust_model=trust_model)
 
 
 def _signature_scopes(raws):
