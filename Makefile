@@ -23,11 +23,11 @@ $(VENV)/.installed: pyproject.toml
 checkpoint: install
 	@if [ -f $(MOBILENET_075).index ]; then :; \
 	elif [ -d $(TFJS_WEIGHTS) ]; then \
-	  $(PY) -m guided_gradcam.convert_tfjs --model_dir $(TFJS_WEIGHTS) \
+	  $(PY) -m guided_gradcam.zoo.convert_tfjs --model_dir $(TFJS_WEIGHTS) \
 	    --sha256 $(TFJS_WEIGHTS).sha256 --output $(MOBILENET_075); \
 	else echo "no $(TFJS_WEIGHTS): the official checkpoint will be downloaded"; fi
 	@if [ -f $(MOBILENET_075).index ]; then \
-	  $(PY) -m guided_gradcam.checkpoints --register $(MOBILENET_075) --network mobilenet_v1_075; fi
+	  $(PY) -m guided_gradcam.zoo.checkpoints --register $(MOBILENET_075) --network mobilenet_v1_075; fi
 
 demo: checkpoint
 	$(PY) inference.py --image images/cat.jpg --label 282 --output_dir output
@@ -37,7 +37,7 @@ demo: checkpoint
 KERAS_MOBILENET := checkpoints/keras/mobilenet_v1_075.keras
 $(KERAS_MOBILENET): $(VENV)/.installed
 	mkdir -p $(dir $@)
-	$(PY) -m guided_gradcam.keras_mobilenet --model_dir $(TFJS_WEIGHTS) \
+	$(PY) -m guided_gradcam.zoo.keras_mobilenet --model_dir $(TFJS_WEIGHTS) \
 	  --sha256 $(TFJS_WEIGHTS).sha256 --output $@
 
 keras-demo: $(KERAS_MOBILENET)
@@ -90,10 +90,12 @@ test: checkpoint browser
 # (TF's plain kernels instead of oneDNN's, one thread): another CPU sums in another order, and a
 # tolerance that only held for one order fails here first. .ci/run runs it after `make test`.
 # GUIDED_GRADCAM_TOLERANCE_LOG=FILE logs each tolerance's use (tests/tolerance_log.py).
-NUMERICS_TESTS := $(addprefix tests/test_,exact_maps.py cam_methods.py lean_gradients.py \
-  guided_relu.py mobilenet_real.py keras_mobilenet_real.py keras_models.py graph_models.py \
-  model_names_and_scopes.py api_eager.py checkpoints_e2e.py evaluation_runner.py \
-  evaluation_models.py randomisation.py pipeline.py cli.py figures.py)
+NUMERICS_TESTS := tests/test_graph.py tests/test_explainer_eager.py tests/methods \
+  tests/core/test_lean_gradients.py tests/core/test_guided_relu.py tests/sources \
+  tests/zoo/test_mobilenet_v1.py tests/zoo/test_keras_mobilenet.py tests/zoo/test_networks.py \
+  tests/evaluation/test_runner.py tests/evaluation/test_runner_models.py \
+  tests/evaluation/test_randomisation.py tests/cli/test_pipeline.py tests/cli/test_explain.py \
+  tests/outputs/test_figures.py
 test-other-kernels: checkpoint
 	$(SINGLE_THREADED_TF) $(PY) -m pytest -q $(NUMERICS_TESTS)
 

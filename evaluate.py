@@ -6,7 +6,7 @@ localisation error and pointing game on VOC boxes, and the sanity checks:
 
 See `python evaluate.py --helpshort` and the README.
 """
-from guided_gradcam.evaluate_cli import run
+from guided_gradcam.cli.evaluate import run
 
 if __name__ == "__main__":
     run()

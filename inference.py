@@ -5,7 +5,7 @@
 
 See `python inference.py --helpshort` and the README.
 """
-from guided_gradcam.cli import run
+from guided_gradcam.cli.explain import run
 
 if __name__ == "__main__":
     run()

@@ -90,7 +90,7 @@ def _family_cost(explainer, batch_size=16):
     """(explain with Grad-CAM alone, explain with all five CAM methods), ms per image, in turns."""
     import numpy as np
 
-    from guided_gradcam.method_names import METHODS
+    from guided_gradcam.methods import METHODS
 
     batch = np.random.default_rng(2).integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)
     alone, family = _interleaved_times([lambda: explainer.explain(batch, methods=("gradcam",)),
@@ -117,10 +117,10 @@ def _table_rows(name, weights, batch_sizes, session, images, scores, gradient, e
 
 
 def measure_network(network, weights, batch_sizes, results):
-    from guided_gradcam.tf_startup import import_tensorflow_quietly
+    from guided_gradcam.core.tf_startup import import_tensorflow_quietly
     import_tensorflow_quietly()
     from guided_gradcam import GuidedGradCam
-    from guided_gradcam.networks import NETWORKS
+    from guided_gradcam.zoo.networks import NETWORKS
 
     spec = NETWORKS[network]
     with tempfile.TemporaryDirectory() as scratch:
@@ -140,7 +140,7 @@ def _imported_floor_graph(source):
     import tensorflow.compat.v1 as tf
 
     from guided_gradcam.explainer import session_config
-    from guided_gradcam.heads import find_head
+    from guided_gradcam.core.heads import find_head
 
     graph = tf.Graph()
     with graph.as_default():
@@ -160,11 +160,11 @@ def measure_keras_mobilenet(batch_sizes, results):
     """Keras 3 MobileNet V1 0.75 with the real weights, saved as .keras and imported."""
     import numpy as np
 
-    from guided_gradcam.tf_startup import import_tensorflow_quietly
+    from guided_gradcam.core.tf_startup import import_tensorflow_quietly
     import_tensorflow_quietly()
     from guided_gradcam import GuidedGradCam
-    from guided_gradcam.keras_mobilenet import build_keras_mobilenet
-    from guided_gradcam.tf_eager import eager
+    from guided_gradcam.zoo.keras_mobilenet import build_keras_mobilenet
+    from guided_gradcam.core.tf_eager import eager
 
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "mobilenet.keras")
@@ -180,7 +180,7 @@ def measure_keras_mobilenet(batch_sizes, results):
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     # What the lean Mul gradient buys on Keras 3's frozen BatchNorm (conv · k): the same model
     # explained with TensorFlow's own Mul gradient, interleaved with the lean one.
-    from guided_gradcam import lean_gradients
+    from guided_gradcam.core import lean_gradients
     lean_map = dict(lean_gradients.OVERRIDE_MAP)
     del lean_gradients.OVERRIDE_MAP["Mul"]
     try:
@@ -199,7 +199,7 @@ def measure_explain_only(batch_size, results):
     their runs are compared with measurements taken minutes, not an hour, apart."""
     import numpy as np
 
-    from guided_gradcam.tf_startup import import_tensorflow_quietly
+    from guided_gradcam.core.tf_startup import import_tensorflow_quietly
     import_tensorflow_quietly()
     from guided_gradcam import GuidedGradCam
 
@@ -215,7 +215,7 @@ def measure_evaluation_cost(batch_size, results):
     forward() at the same batch size: what building the masked and blurred inputs adds."""
     import numpy as np
 
-    from guided_gradcam.tf_startup import import_tensorflow_quietly
+    from guided_gradcam.core.tf_startup import import_tensorflow_quietly
     import_tensorflow_quietly()
     from guided_gradcam import GuidedGradCam, load_photo
     from guided_gradcam.evaluation import deletion_insertion
@@ -323,7 +323,7 @@ def measure_folders(kinds, rounds=3, counts=(20, 200), batch_size=16):
 
 BARE_SCRIPT = """
 import numpy as np, tensorflow.compat.v1 as tf, tf_slim as slim
-from guided_gradcam.slim_models import mobilenet_v1
+from guided_gradcam.zoo.slim_models import mobilenet_v1
 tf.disable_eager_execution()
 images = tf.placeholder(tf.float32, [None, 224, 224, 3])
 with slim.arg_scope(mobilenet_v1.mobilenet_v1_arg_scope()):

@@ -9,11 +9,11 @@ _EXPORTS = {
     "GuidedGradCam": "guided_gradcam.explainer",
     "Explanation": "guided_gradcam.explainer",
     "GuidedGradCamError": "guided_gradcam.errors",
-    "NETWORKS": "guided_gradcam.networks",
+    "NETWORKS": "guided_gradcam.zoo.networks",
     "load_photo": "guided_gradcam.images",
     "fit_to_network": "guided_gradcam.images",
-    "render_outputs": "guided_gradcam.outputs",
-    "save_outputs": "guided_gradcam.outputs",
+    "render_outputs": "guided_gradcam.outputs.files",
+    "save_outputs": "guided_gradcam.outputs.files",
 }
 __all__ = sorted(_EXPORTS)
 

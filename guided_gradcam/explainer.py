@@ -8,19 +8,19 @@
 import dataclasses
 import sys
 
-from guided_gradcam.tf_startup import quiet_tensorflow_import
+from guided_gradcam.core.tf_startup import quiet_tensorflow_import
 
 quiet_tensorflow_import()  # the API is as quiet as the CLI, also imported directly
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-from guided_gradcam import heads
+from guided_gradcam.core import heads
 from guided_gradcam.errors import GuidedGradCamError, first_line
-from guided_gradcam.method_names import parse_methods
+from guided_gradcam.methods import GRADCAM, REGISTRY, parse_methods
 from guided_gradcam.graph import PREDICTED_CLASS, MethodMaps, build_explanation_graph
 from guided_gradcam.images import fit_to_network
 from guided_gradcam.labels import LabelSpace, read_labels_file
-from guided_gradcam.networks import DEFAULT_NETWORK
+from guided_gradcam.zoo.networks import DEFAULT_NETWORK
 from guided_gradcam.sources import open_source
 
 
@@ -92,9 +92,15 @@ class Explanation:
             "cam_lowres": self.cam_lowres, "cam": self.cam, "gbp": self.gbp,
             "guided_gradcam": self.guided_gradcam, "image": self.image,
             "task": np.str_(self.task),
-            **{key: array for method, maps in self.methods.items() if method != "gradcam"
-               for key, array in zip((method + "_lowres", method, "guided_" + method), maps)},
+            **{key: array for method, maps in self.methods.items()
+               for key, array in zip(REGISTRY[method].npz_keys, maps)},
         }
+
+    def maps(self, method=GRADCAM):
+        """MethodMaps(lowres, cam, guided) of one CAM method; Grad-CAM's are always there."""
+        if method == GRADCAM:
+            return MethodMaps(self.cam_lowres, self.cam, self.guided_gradcam)
+        return self.methods[method]
 
 
 def session_config():
@@ -188,8 +194,8 @@ class GuidedGradCam:
 
         labels: None (each image's top-1 class), one label for all images, or one per image
         (None entries mean top-1). A label is a class index or a class name.
-        methods: the Grad-CAM family members to compute besides today's maps (`cam_methods`:
-        gradcam, gradcampp, xgradcam, layercam, hirescam); default: the explainer's `methods`.
+        methods: the CAM methods to compute besides Grad-CAM, whose maps are always computed
+        (`guided_gradcam.methods.METHODS`); default: the explainer's `methods`.
         feeds: extra {tensor: value} for this run, e.g. randomised weights
         (`evaluation.randomisation`).
         """
@@ -204,9 +210,14 @@ class GuidedGradCam:
             **(feeds or {}),
         }
         fetches = [g.targets, g.logits, g.cam_lowres, g.cam, g.gbp, g.guided_gradcam]
-        if any(method != "gradcam" for method in methods):
+        if set(methods) - {GRADCAM}:
             fetches += list(g.family[1:])  # all other members at once: one resize, one product
         targets, scores, cam_lowres, cam, gbp, guided, *family = self._run(fetches, feed)
+
+        def family_maps(b, method):
+            if method == GRADCAM:  # the explanation's own fields
+                return MethodMaps(cam_lowres[b], cam[b], guided[b])
+            return MethodMaps(*(maps[b, ..., g.family.methods.index(method)] for maps in family))
         offset = self.labels.offset
         probabilities = probabilities_of(self.task, scores, offset)
         return [
@@ -215,11 +226,8 @@ class GuidedGradCam:
                 probabilities=None if probabilities is None else probabilities[b],
                 cam_lowres=cam_lowres[b], cam=cam[b], gbp=gbp[b], guided_gradcam=guided[b],
                 image=images[b], counterfactual=bool(counterfactual), task=self.task,
-                class_names=self._short_names, methods={
-                    method: (MethodMaps(cam_lowres[b], cam[b], guided[b]) if method == "gradcam"
-                             else MethodMaps(*(maps[b, ..., g.family.methods.index(method)]
-                                               for maps in family)))
-                    for method in methods})
+                class_names=self._short_names,
+                methods={method: family_maps(b, method) for method in methods})
             for b in range(len(images))
         ]
 

@@ -13,15 +13,15 @@ import dataclasses
 
 import tensorflow.compat.v1 as tf
 
-from guided_gradcam import tf_compat  # noqa: F401  (slim.batch_norm; quiets tf-slim's warning)
-from guided_gradcam import activations as activations_report
-from guided_gradcam import cam_methods
+from guided_gradcam.core import tf_compat  # noqa: F401  (slim.batch_norm; quiets tf-slim's warning)
+from guided_gradcam.core import activations as activations_report
+from guided_gradcam.methods import GRADCAM, REGISTRY
 from guided_gradcam.errors import GuidedGradCamError
-from guided_gradcam.graph_paths import ancestor_ops, ops_between
-from guided_gradcam.guided_relu import OVERRIDE_MAP, guided_override, plain_gradients
-from guided_gradcam.heads import Head, find_head
+from guided_gradcam.core.graph_paths import ancestor_ops, ops_between
+from guided_gradcam.core.guided_relu import OVERRIDE_MAP, guided_override, plain_gradients
+from guided_gradcam.core.heads import Head, find_head
 from guided_gradcam.sources.base import PlacedModel
-from guided_gradcam.tensor_names import select_layer
+from guided_gradcam.core.tensor_names import select_layer
 
 PREDICTED_CLASS = -1  # a label of -1 explains the image's top-1 logit
 
@@ -128,15 +128,16 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
 
         # The counterfactual map negates g for every method: regions speaking against c.
         signed_grads = tf.where(counterfactual, -1.0, 1.0) * grads
-        cam_lowres = tf.identity(cam_methods.gradcam(activations, signed_grads), name="cam_lowres")
+        cam_lowres = tf.identity(REGISTRY[GRADCAM].lowres(activations, signed_grads),
+                                 name="cam_lowres")
         cam = _upsample_and_normalise(cam_lowres, height, width)
         guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")
         cam = tf.squeeze(cam, 3, name="cam")
         # The rest of the family side by side on a last axis: one resize, one normalisation and
         # one product with GBP for all of them (a run that fetches none of it computes none).
-        family = [method for method in cam_methods.METHODS if method != "gradcam"]
-        family_lowres = tf.stack([cam_methods.FUNCTIONS[method](activations, signed_grads)
-                                  for method in family], axis=3, name="family_lowres")
+        family = [name for name in REGISTRY if name != GRADCAM]
+        family_lowres = tf.stack([REGISTRY[name].lowres(activations, signed_grads)
+                                  for name in family], axis=3, name="family_lowres")
         upsampled = tf.raw_ops.ResizeBilinear(
             images=family_lowres, size=(height, width), half_pixel_centers=True)
         family_cam = tf.math.divide_no_nan(  # ÷ max, as cam: its peak is exactly 1
@@ -145,7 +146,7 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
                                     name="family_guided")
         family_maps = FamilyMaps(tuple(family), family_lowres, family_cam, family_guided)
         # Per method, for graph-level work (the explainer fetches the stacks above).
-        methods = {"gradcam": MethodMaps(cam_lowres, cam, guided_gradcam)}
+        methods = {GRADCAM: MethodMaps(cam_lowres, cam, guided_gradcam)}
         for index, method in enumerate(family):
             methods[method] = MethodMaps(*(maps[..., index] for maps in family_maps[1:]))
         _check_all_placeholders_fed(

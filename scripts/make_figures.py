@@ -19,15 +19,15 @@ import sys
 from absl import app, flags
 
 from guided_gradcam.errors import GuidedGradCamError
-from guided_gradcam.figures import (
+from guided_gradcam.outputs.figures import (
     CORRELATED_MAPS, class_figure, format_table, map_correlations, stack_figures)
 from guided_gradcam.images import load_photo
-from guided_gradcam.method_names import parse_methods
+from guided_gradcam.methods import parse_methods
 from guided_gradcam.labels import LabelSpace
-from guided_gradcam.localization import box_to_photo, gradcam_box
-from guided_gradcam.networks import DEFAULT_NETWORK, NETWORKS, get_network
-from guided_gradcam.rendering import save_png
-from guided_gradcam.tf_startup import import_tensorflow_quietly
+from guided_gradcam.evaluation.localization import box_to_photo, gradcam_box
+from guided_gradcam.zoo.networks import DEFAULT_NETWORK, NETWORKS, get_network
+from guided_gradcam.outputs.rendering import save_png
+from guided_gradcam.core.tf_startup import import_tensorflow_quietly
 
 # The classes of the paper's Figure 1 ('tiger cat', 'boxer'), plus 'bull mastiff', which the
 # MobileNet ranks above 'boxer'; other photos default to their top-1 class.

@@ -74,7 +74,7 @@ def _checkout_modules():
     """Every module of the checkout's package, by the name the wheel must install it under."""
     names = []
     for folder, package in ((REPO / "guided_gradcam", "guided_gradcam"),
-                            (REPO / "models", "guided_gradcam.slim_models")):
+                            (REPO / "models", "guided_gradcam.zoo.slim_models")):
         for path in folder.rglob("*.py"):
             parts = path.relative_to(folder).with_suffix("").parts
             names.append(".".join((package,) + parts[:-1 if parts[-1] == "__init__" else None]))
@@ -88,7 +88,7 @@ def test_every_module_is_installed_and_none_comes_from_the_checkout(venv, tmp_pa
         "import importlib.util, json, sys\n"
         "print(json.dumps({name: getattr(importlib.util.find_spec(name), 'origin', None)\n"
         "                  for name in sys.argv[1:]}))"), *modules], cwd=tmp_path).stdout)
-    assert "guided_gradcam.slim_models.mobilenet_v1" in found
+    assert "guided_gradcam.zoo.slim_models.mobilenet_v1" in found
     assert "guided_gradcam.sources.slim" in found
     for name, origin in found.items():
         assert origin is not None and Path(origin).is_relative_to(site), (name, origin)

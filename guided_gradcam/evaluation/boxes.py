@@ -1,7 +1,7 @@
 """Ground-truth boxes (Pascal VOC XML) and the localisation metrics of the Grad-CAM paper.
 
 Boxes are (left, top, right, bottom) in photo pixels with right and bottom exclusive, as in
-`guided_gradcam.localization`. VOC XML stores 1-based inclusive pixels (xmin..xmax), so
+`guided_gradcam.evaluation.localization`. VOC XML stores 1-based inclusive pixels (xmin..xmax), so
 left = xmin - 1 and right = xmax; float coordinates ("273.0") are rounded, halves up.
 
 Difficult objects follow VOC: they are never required and a hit on one never counts.

@@ -39,7 +39,7 @@ import zlib
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from guided_gradcam.graph_paths import ops_between
+from guided_gradcam.core.graph_paths import ops_between
 
 READ_OPS = {"VarHandleOp": "ReadVariableOp", "VariableV2": "Identity"}  # variable: its reads
 VARIABLE_OPS = tuple(READ_OPS)
@@ -135,7 +135,7 @@ def _keras_layers(explainer, names):
     traced scope of each name that the source's renamer maps to a layer."""
     # KerasSource's renamer (raw traced scope → layer path): graph_def.scope_layers uses it
     # for 4-D layers only, and Dense or BatchNorm weights need it too.
-    rename = getattr(explainer.source, "_rename_scope", None)
+    rename = getattr(explainer.source, "rename_scope", None)
     if rename is None:
         return {}
     prefixes = {name: ["/".join(name.split("/")[:depth])

@@ -11,7 +11,7 @@ import numpy as np
 
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation.boxes import localisation_error
-from guided_gradcam.rendering import _write_atomically
+from guided_gradcam.outputs.rendering import write_atomically
 
 EVALUATION_CSV, SANITY_CSV, PLOTS_DIR = "evaluation.csv", "sanity.csv", "plots"
 SIMILARITIES = ("spearman_abs", "spearman_signed", "ssim", "hog")
@@ -164,7 +164,7 @@ def _save(figure, path):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     _pyplot().close(figure)
-    _write_atomically(path, lambda handle: handle.write(buffer.getvalue()))
+    write_atomically(path, lambda handle: handle.write(buffer.getvalue()))
     return path
 
 

@@ -22,7 +22,7 @@ from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import boxes as gt_boxes
 from guided_gradcam.evaluation import deletion_insertion, faithfulness, similarity
 from guided_gradcam.explainer import TopClass
-from guided_gradcam.localization import box_to_photo, gradcam_box
+from guided_gradcam.evaluation.localization import box_to_photo, gradcam_box
 
 METRICS = ("faithfulness", "deletion", "localisation", "sanity")
 CURVE_MODES = ("deletion", "insertion")
@@ -83,20 +83,18 @@ class PhotoResult:
 
 def map_names(methods=("gradcam",), counterfactual=True):
     """The maps measured, in report order."""
-    names = ["gradcam", "gbp", "guided_gradcam"]
+    names = dict.fromkeys(["gradcam", "gbp", "guided_gradcam"])  # Grad-CAM's are always there
     for method in methods:
-        if method != "gradcam":
-            names += [method, "guided_" + method]
-    return names + (["counterfactual", "guided_counterfactual"] if counterfactual else [])
+        names.update(dict.fromkeys([method, "guided_" + method]))
+    return list(names) + (["counterfactual", "guided_counterfactual"] if counterfactual else [])
 
 
 def maps_of(explanation, counterfactual=None):
     """{map name: array} of one explanation (and its counterfactual)."""
     maps = {"gradcam": explanation.cam, "gbp": explanation.gbp,
             "guided_gradcam": explanation.guided_gradcam}
-    for method, method_maps in explanation.methods.items():
-        if method != "gradcam":
-            maps[method], maps["guided_" + method] = method_maps.cam, method_maps.guided
+    for method in explanation.methods:
+        maps[method], maps["guided_" + method] = explanation.maps(method)[1:]
     if counterfactual is not None:
         maps["counterfactual"] = counterfactual.cam
         maps["guided_counterfactual"] = counterfactual.guided_gradcam

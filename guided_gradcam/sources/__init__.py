@@ -30,7 +30,7 @@ def open_source(model, checkpoint=None, checkpoints_dir=None, download=True, pro
     if isinstance(model, ModelSource):
         return model
     if isinstance(model, str) and _is_network_name(model, progress):
-        from guided_gradcam.networks import get_network
+        from guided_gradcam.zoo.networks import get_network
         from guided_gradcam.sources.slim import SlimSource
 
         spec = get_network(model)
@@ -81,7 +81,7 @@ def open_source(model, checkpoint=None, checkpoints_dir=None, download=True, pro
 def _is_network_name(name, progress=None):
     """A built-in network's name is the network; any other name that exists, or reads as a
     path, is a path (a SavedModel folder `mnet_savedmodel` too). A name that is both says so."""
-    from guided_gradcam.networks import NETWORKS
+    from guided_gradcam.zoo.networks import NETWORKS
 
     if name in NETWORKS:
         if os.path.exists(name) and progress is not None:

@@ -8,9 +8,9 @@ import re
 import tensorflow.compat.v1 as tf
 
 from guided_gradcam.errors import GuidedGradCamError, first_line
-from guided_gradcam import model_safety
-from guided_gradcam.graph_paths import ops_between
-from guided_gradcam.guided_relu import OVERRIDE_MAP
+from guided_gradcam.core import model_safety
+from guided_gradcam.core.graph_paths import ops_between
+from guided_gradcam.core.guided_relu import OVERRIDE_MAP
 from guided_gradcam.sources.base import ModelSource, PlacedModel
 
 SCOPE = "model"
@@ -146,7 +146,7 @@ class GraphDefSource(ModelSource):
             model_safety.check_graph_def(graph_def, [self.output_name], name)
         check_no_guided_ops_in_functions(graph_def, name)
         self.input_shape = input_shape or input_shape_of(graph_def, self.input_name)
-        self._rename_scope = rename_scope  # raw scope → layer name users know (Keras)
+        self.rename_scope = rename_scope  # raw scope → layer name users know (Keras)
 
     def place(self, net_input):
         input_map = {self.input_name: net_input}
@@ -165,7 +165,7 @@ class GraphDefSource(ModelSource):
         scope = SCOPE + "/"
         refuse_training_batch_norm(tf.get_default_graph(), scope, self.graph_def.library,
                                    self.name)
-        layers, aliases = scope_layers(scope, net_input, output, self._rename_scope)
+        layers, aliases = scope_layers(scope, net_input, output, self.rename_scope)
         return PlacedModel(output=output, layers=layers, default_layer=default_layer(layers),
                            restore=lambda session: None, scope=scope, layer_aliases=aliases)
 

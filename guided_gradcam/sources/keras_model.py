@@ -9,10 +9,10 @@ import os
 import re
 import zipfile
 
-from guided_gradcam import model_safety
+from guided_gradcam.core import model_safety
 from guided_gradcam.errors import MESSAGE_LIMIT, GuidedGradCamError, first_line, shorten
 from guided_gradcam.sources.graph_def import GraphDefSource
-from guided_gradcam.tf_eager import eager
+from guided_gradcam.core.tf_eager import eager
 
 
 def is_keras_model(model):

@@ -5,7 +5,7 @@ import os
 
 import tensorflow.compat.v1 as tf
 
-from guided_gradcam import model_safety
+from guided_gradcam.core import model_safety
 from guided_gradcam.errors import CheckpointError, GuidedGradCamError, first_line
 from guided_gradcam.sources.base import ModelSource, PlacedModel
 from guided_gradcam.sources.graph_def import (

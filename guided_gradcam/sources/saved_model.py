@@ -3,10 +3,10 @@
 import os
 import re
 
-from guided_gradcam import model_safety
+from guided_gradcam.core import model_safety
 from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.sources.graph_def import GraphDefSource
-from guided_gradcam.tf_eager import eager
+from guided_gradcam.core.tf_eager import eager
 
 
 def is_saved_model(path):

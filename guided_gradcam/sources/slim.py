@@ -4,7 +4,7 @@ import sys
 
 import tensorflow.compat.v1 as tf
 
-from guided_gradcam import checkpoints
+from guided_gradcam.zoo import checkpoints
 from guided_gradcam.labels import imagenet_class_names
 from guided_gradcam.preprocessing import Preprocessing
 from guided_gradcam.sources.base import ModelSource, PlacedModel

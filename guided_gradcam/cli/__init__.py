@@ -1,0 +1,1 @@
+"""The command lines: shared flags and help, explain, evaluate, the folder pipeline."""

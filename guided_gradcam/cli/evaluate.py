@@ -1,0 +1,205 @@
+"""The evaluation's command line (`guided-gradcam-evaluate`, `evaluate.py`): measures every map
+of each photo, as the papers do, and writes evaluation.csv, sanity.csv, the plots and a summary.
+
+It shares the model flags of the explaining CLI (`cli.py`: --network / --model and the rest) and
+adds its own; a thin layer over `evaluation.runner.Evaluator`.
+"""
+import os
+
+from absl import flags
+
+from guided_gradcam.cli import explain as cli
+from guided_gradcam.errors import GuidedGradCamError
+
+# The explaining CLI's flags that mean nothing here.
+NOT_FOR_EVALUATION = ("outputs", "skip_existing", "num_shards", "shard_index", "counterfactual")
+
+flags.DEFINE_string("boxes", None, "A folder of Pascal VOC XML files, one per image stem "
+                    "(ILSVRC's val boxes are in this format): adds the localisation error and "
+                    "the pointing game, and evaluates each ground-truth class too.")
+flags.DEFINE_string("metrics", "faithfulness,deletion,localisation,sanity", "Comma-separated: "
+                    "faithfulness (rank correlation with occlusion), deletion (deletion and "
+                    "insertion AUC), localisation (needs --boxes), sanity (weight "
+                    "randomisation).")
+flags.DEFINE_integer("patch", 32, "Occlusion patch side in input pixels.", lower_bound=1)
+flags.DEFINE_integer("stride", 8, "Occlusion stride in input pixels.", lower_bound=1)
+flags.DEFINE_integer("step", 224, "Pixels deleted or inserted per step.", lower_bound=1)
+flags.DEFINE_list("randomisation", "cascading,independent", "The sanity checks' modes: "
+                  "cascading (from the logits down, block after block), independent (one block "
+                  "at a time).")
+flags.DEFINE_integer("seed", 0, "Seed of the random weights of the sanity checks.")
+flags.DEFINE_float("tolerance", 15.0, "Pointing game: a hit within this many photo pixels of "
+                   "a box.", lower_bound=0.0)
+flags.DEFINE_boolean("plots", True, "Write each evaluated class's panel, its deletion / "
+                     "insertion curves and the randomisation plots as PNGs.")
+FLAGS = flags.FLAGS
+
+USAGE = """\
+usage: {prog} --image PATH [--image PATH ...] [flags]
+
+Measures Grad-CAM, Guided Backprop, Guided Grad-CAM and the counterfactual maps of each image:
+faithfulness to occlusion, deletion / insertion, localisation and pointing game on VOC boxes,
+and the sanity checks under weight randomisation.
+
+examples:
+  {prog} --image images/ --boxes images/boxes --output_dir evaluation
+  {prog} --network vgg_16 --image ILSVRC2012_val/ --boxes val_boxes/ --metrics localisation
+"""
+
+
+def help_text(argv0="evaluate.py"):
+    shared = [flag for flag in FLAGS.get_flags_for_module(cli.__name__)
+              if flag.name not in NOT_FOR_EVALUATION]
+    own = FLAGS.get_flags_for_module(__name__)
+    prog = "python " + argv0 if argv0.endswith(".py") else os.path.basename(argv0)
+    return "%s\nflags (--helpfull adds absl's own):\n%s\n" % (
+        USAGE.format(prog=prog), "\n".join(map(cli.describe_flag, shared + own)))
+
+
+def _settings():
+    from guided_gradcam.evaluation.runner import METRICS, Settings
+    from guided_gradcam.methods import parse_methods
+
+    metrics = tuple(m.strip() for m in FLAGS.metrics.split(",") if m.strip())
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise GuidedGradCamError("--metrics takes a comma-separated subset of %s; got %r"
+                                 % (",".join(METRICS), FLAGS.metrics))
+    if "localisation" in metrics and FLAGS.boxes is None and FLAGS["metrics"].present:
+        raise GuidedGradCamError("--metrics localisation needs --boxes DIR")
+    if FLAGS.boxes is not None and not os.path.isdir(FLAGS.boxes):
+        raise GuidedGradCamError("--boxes %s is not a folder" % FLAGS.boxes)
+    return Settings(metrics=metrics, methods=parse_methods(FLAGS.methods), patch=FLAGS.patch,
+                    stride=FLAGS.stride, step=FLAGS.step, batch_size=FLAGS.batch_size,
+                    seed=FLAGS.seed, tolerance=FLAGS.tolerance,
+                    randomisation=tuple(FLAGS.randomisation))
+
+
+def _describe(result):
+    parts = []
+    for c in result.classes:
+        numbers = []
+        for metric, short in (("faithfulness", "ρ"), ("deletion", "del"), ("insertion", "ins")):
+            values = getattr(c, metric)
+            if values:
+                numbers.append("%s %s" % (short, " ".join(
+                    "%s=%.3f" % (name, value) for name, value in values.items()
+                    if name in ("gradcam", "gbp", "guided_gradcam"))))
+        if c.pointing:
+            numbers.append("pointing %s" % " ".join(
+                "%s=%s" % (name, "hit" if hit else "miss") for name, hit in c.pointing.items()
+                if name in ("gradcam", "gbp", "guided_gradcam")))
+        parts.append("%s (%d): %s" % (c.class_name, c.class_index, "; ".join(numbers)))
+    localised = " ".join("%s %s" % (k, "yes" if v else "no")
+                         for k, v in result.localisation.items())
+    return "%s: %s%s" % (result.path, " | ".join(parts),
+                         "; localised %s" % localised if localised else "")
+
+
+def _index(index, result, photo, plots, labels):
+    """Each evaluated class's row in index.csv (its page shows the metrics), and its panel
+    unless `photo` is None."""
+    from guided_gradcam.outputs.files import save_outputs
+    from guided_gradcam.outputs.run_index import explanation_row
+
+    for explanation in result.explanations:
+        stem = "%s_%d" % (result.stem, explanation.label)
+        files = [] if photo is None else save_outputs(
+            explanation, photo, result.crop, explanation.class_name, FLAGS.output_dir, stem,
+            kinds=("panel",))
+        files += [p for p in plots if os.path.basename(p).startswith(stem + "_")]
+        index.append(dict(explanation_row(result.path, stem, explanation, labels),
+                          files=";".join(os.path.relpath(p, FLAGS.output_dir) for p in files)))
+
+
+def _evaluate_photos(evaluator, paths, labels, record, index):
+    """Each photo in turn: measured, recorded, plotted; a bad one costs only itself. Returns
+    (results without their maps and curves, failures)."""
+    from guided_gradcam.evaluation import report
+    from guided_gradcam.evaluation.runner import PhotoResult
+    from guided_gradcam.images import ImageError, load_photo
+    from guided_gradcam.cli.pipeline import unique_stems
+
+    explainer, results, failures = evaluator.explainer, [], 0
+    for path, stem in zip(paths, unique_stems(paths)):
+        try:
+            photo = load_photo(path, explainer.input_size)
+            result = evaluator.evaluate(photo, path, stem, labels)
+        except (ImageError, GuidedGradCamError) as problem:
+            cli.print_error(problem)
+            failures += 1
+            record.add(PhotoResult(path, stem, error=str(problem)))
+            index.failed(path, stem, problem)
+            continue
+        record.add(result)
+        for note in result.notes:
+            print("note: %s" % note, flush=True)
+        print(_describe(result), flush=True)
+        plots = report.write_curve_plots(result, FLAGS.output_dir) if FLAGS.plots else []
+        _index(index, result, photo if FLAGS.plots else None, plots, explainer.labels)
+        result.explanations = []  # a folder's summary keeps the numbers, not the maps
+        for class_result in result.classes:
+            class_result.curves = {}
+        results.append(result)
+    return results, failures
+
+
+def main(argv):
+    if len(argv) > 1:
+        cli.print_error("unexpected arguments: %s (images go after --image)"
+                        % " ".join(argv[1:]))
+        return 2
+    if not FLAGS.image:
+        cli.print_error("no input: pass --image PATH (a file, a folder or a glob; repeatable)")
+        return 2
+    failures = 0
+    try:
+        ignored = [name for name in NOT_FOR_EVALUATION if FLAGS[name].present]
+        if ignored:
+            raise GuidedGradCamError("--%s is not a flag of the evaluation" % ignored[0])
+        settings = _settings()
+        labels = cli.check_model_flags()
+        from guided_gradcam.images import collect_image_paths
+
+        paths, missing = collect_image_paths(FLAGS.image)
+        for message in missing:
+            cli.print_error(message)
+        if not paths:
+            return 1
+        cli.check_writable(FLAGS.output_dir)
+        with cli.open_explainer(settings.methods) as explainer:
+            from guided_gradcam.evaluation import report
+            from guided_gradcam.evaluation.runner import Evaluator, map_names
+            from guided_gradcam.outputs.run_index import RunIndex
+
+            if labels is None:
+                labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
+            evaluator = Evaluator(explainer, settings, FLAGS.boxes)
+            cli.print_run_header(explainer)
+            maps = map_names(settings.methods, evaluator.counterfactual)
+            record = report.Record(FLAGS.output_dir, maps)
+            index = RunIndex(FLAGS.output_dir)
+            try:
+                results, failures = _evaluate_photos(evaluator, paths, labels, record, index)
+            finally:
+                record.close()  # before the page: it shows evaluation.csv's numbers
+                index.close()
+            if FLAGS.plots:
+                report.write_summary_plots(results, FLAGS.output_dir)
+            print(report.summary_text(results, maps), flush=True)
+    except GuidedGradCamError as problem:
+        cli.print_error(problem)
+        return 1
+    except KeyboardInterrupt:
+        cli.print_error("interrupted")
+        return 130
+    failures += len(missing)
+    if failures:
+        cli.print_error("%d of %d inputs failed" % (failures, len(paths) + len(missing)))
+    return 1 if failures else 0
+
+
+def run():
+    FLAGS.set_default("output_dir", "evaluation")
+    cli.run(main, help_text)
+

@@ -1,0 +1,354 @@
+"""The command line (`guided-gradcam`, `python -m guided_gradcam`, `inference.py`): explain
+images with Grad-CAM, Guided Backprop and Guided Grad-CAM.
+
+A thin layer over the Python API: parse flags, stream images through `GuidedGradCam.explain`
+in batches, print each image's top-5 and write its files. Bad input costs only itself: it is
+reported in one line, skipped, and reflected in the exit code. `--help` lists the flags defined
+here, generated from their definitions (`help_text`).
+"""
+import functools
+import os
+import pathlib
+import sys
+
+from absl import app, flags
+
+from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.zoo.networks import DEFAULT_NETWORK, NETWORKS
+from guided_gradcam.outputs.files import OUTPUT_KINDS
+from guided_gradcam.core.tf_startup import import_tensorflow_quietly
+
+if __name__ == "__main__":
+    # `python -m guided_gradcam.cli.explain`: run the imported module. This copy, named __main__, would
+    # define every flag a second time.
+    from guided_gradcam.cli.explain import run
+    run()
+
+flags.DEFINE_multi_string("image", None, "Image file, folder or glob; repeatable.")
+flags.DEFINE_multi_string("label", None, "Class to explain: index or class name (ImageNet's "
+                          "for the networks; binary models: 1 = the positive logit z, 0 = -z); "
+                          "repeatable: every label in the same session run. Default: each "
+                          "image's top-1 class (binary: the predicted side).")
+flags.DEFINE_string("network", DEFAULT_NETWORK, "One of: %s." % ", ".join(NETWORKS))
+flags.DEFINE_string("model", None, "Your own model instead of --network: a .keras or .h5 file, "
+                    "a SavedModel folder, a frozen .pb GraphDef or a TF1 .meta graph.")
+flags.DEFINE_boolean("trust_model", False, "Run a --model that would do more than compute "
+                     "(file, Python or debug ops in its graph; Keras Lambda layers, which run "
+                     "stored Python code), refused by default: a model file is a program.")
+flags.DEFINE_string("signature", None, "SavedModel signature (default serving_default).")
+flags.DEFINE_string("input", None, "Graph models: the image input tensor, e.g. input:0.")
+flags.DEFINE_string("output", None, "The scores tensor (e.g. logits/BiasAdd) or SavedModel "
+                    "output key. Default: the model's only output.")
+flags.DEFINE_multi_string("feed", None, "NAME=VALUE for another placeholder of a graph model, "
+                          "e.g. is_training=false; repeatable.")
+flags.DEFINE_string("preprocess", None, "Pixels (0..255) to model input: raw, unit (/255), "
+                    "inception ([-1, 1]), vgg (minus ImageNet means), torch (ImageNet mean/std)."
+                    " Default: the network's own; raw for --model.")
+flags.DEFINE_string("labels_file", None, "Class names, one per line ('imagenet' for ImageNet's "
+                    "1000). Default for --model: class 0, class 1, ...")
+flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, file or folder. Default: "
+                    "./checkpoints/<network>/, then $GUIDED_GRADCAM_HOME/checkpoints/<network>/, "
+                    "else the official archive is downloaded; for a .meta model, the prefix "
+                    "beside it.")
+flags.DEFINE_string("checkpoints_dir", None, "A folder of per-network checkpoints, searched "
+                    "first and where downloads go. Default: ./checkpoints is searched, then "
+                    "$GUIDED_GRADCAM_HOME/checkpoints (~/.cache/guided_gradcam), where downloads "
+                    "go.")
+flags.DEFINE_string("layer", None, "Grad-CAM layer: an end point, a Keras layer name (also in "
+                    "nested models) or a tensor/op name. Default: the last conv layer; an unknown "
+                    "name lists the valid ones.")
+flags.DEFINE_string("output_dir", "output", "Where the PNGs and .npz files are written.")
+flags.DEFINE_string("input_size", None, "Network input size as HxW or N (square). Default: the "
+                    "network's own (224). Not for vgg_16, whose fc layers need 224x224.")
+flags.DEFINE_integer("batch_size", 16, "Images per session run.", lower_bound=1)
+flags.DEFINE_string("outputs", ",".join(OUTPUT_KINDS), "What to write per image: a "
+                    "comma-separated subset of png (the three maps), npz, panel.")
+flags.DEFINE_boolean("skip_existing", False, "Skip images whose requested outputs all exist "
+                     "(resumes an interrupted run).")
+flags.DEFINE_integer("num_shards", 1, "Split the inputs into this many deterministic shards.",
+                     lower_bound=1)
+flags.DEFINE_integer("shard_index", 0, "Which shard (0-based) this job explains.", lower_bound=0)
+flags.DEFINE_string("methods", "gradcam", "The Grad-CAM family, comma-separated, all from the "
+                    "same run: gradcam, gradcampp (Grad-CAM++), xgradcam, layercam, hirescam; "
+                    "each also guided (x GBP).")
+flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks against the class.")
+FLAGS = flags.FLAGS
+
+
+def print_error(message):
+    print("error: %s" % message, file=sys.stderr)
+
+
+def parse_input_size(text):
+    """'320x240' → (320, 240) as (height, width); '320' → (320, 320)."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) <= 0:
+        raise GuidedGradCamError("--input_size must be HxW or N, e.g. 320x240; got %r" % text)
+    return size
+
+
+def check_writable(folder):
+    """Creates `folder` if needed and proves a file can be made in it."""
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise GuidedGradCamError("cannot write to --output_dir %s: %s"
+                                 % (folder, error.strerror or error)) from None
+
+
+def parse_outputs(text):
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in OUTPUT_KINDS]
+    if unknown or not kinds:
+        raise GuidedGradCamError("--outputs takes a comma-separated subset of %s; got %r"
+                                 % (",".join(OUTPUT_KINDS), text))
+    return kinds
+
+
+def _print_result(job, explanation, labels, layer=None):
+    mode = "counterfactual " if explanation.counterfactual else ""
+    if explanation.task == "regression":
+        print("%s: y = %.6g; explained %s%s" % (job.path, explanation.value, mode,
+                                                "-y" if explanation.counterfactual else "y"),
+              flush=True)
+    else:
+        top5 = ", ".join("%s (%d) %.3f" % (c.name, c.index, c.probability)
+                         for c in explanation.top_k(5))
+        print("%s: %s: %s; explained %s%s (%d)"
+              % (job.path, "top-5" if explanation.task == "classification" else "p", top5, mode,
+                 labels.name(explanation.label), explanation.label), flush=True)
+    if not explanation.cam_lowres.any():
+        if explanation.task == "regression":
+            subject = "-y" if explanation.counterfactual else "y"
+        else:
+            subject = labels.name(explanation.label)
+        print("note: %s: the %sGrad-CAM map is all zero: no positive evidence for %s at layer %s"
+              % (job.path, mode, subject, layer), flush=True)
+
+
+def print_run_header(explainer):
+    """Once per run: what the model is, how pixels reach it, what GBP does not guide."""
+    from guided_gradcam.core.activations import describe
+
+    source = explainer.source
+    checkpoint = "; checkpoint %s" % explainer.checkpoint if explainer.checkpoint else ""
+    mode = "counterfactual (-dy/dA)" if FLAGS.counterfactual else "factual"
+    print("%s: %s (%s, %d score%s)%s; input %dx%dx%d, preprocessing %s: %s; Grad-CAM layer %s; "
+          "mode %s" % (
+              "model" if FLAGS.model else "network", source.name, explainer.task,
+              explainer.num_scores, "s" if explainer.num_scores > 1 else "", checkpoint,
+              *explainer.input_size, explainer.channels, source.preprocessing.name,
+              source.preprocessing.description, explainer.layer, mode), flush=True)
+    if explainer.unguided_activations:
+        print("guided backprop passes these activations with their ordinary gradient (it is "
+              "defined for ReLU): %s" % describe(explainer.unguided_activations), flush=True)
+
+
+def _feeds(texts):
+    from guided_gradcam.core.tensor_names import parse_feed
+
+    return dict(parse_feed(text) for text in texts or ())
+
+
+def check_model_flags():
+    """Fails fast, before TF loads, on a bad model choice, input size, preprocessing or feed;
+    returns --label as ImageNet indices for a network (None for a model: its classes are known
+    once it is loaded)."""
+    from guided_gradcam.labels import LabelSpace
+    from guided_gradcam.zoo.networks import get_network
+    from guided_gradcam.preprocessing import get_preprocessing
+
+    input_size = parse_input_size(FLAGS.input_size)
+    _feeds(FLAGS.feed)
+    if FLAGS.preprocess is not None:
+        get_preprocessing(FLAGS.preprocess)
+    if FLAGS.model is None:
+        get_network(FLAGS.network).check_input_size(input_size)
+        return [LabelSpace(1000).resolve(label) for label in FLAGS.label or ()]
+    if FLAGS["network"].present:
+        raise GuidedGradCamError("pass --network or --model, not both")
+    if not os.path.exists(FLAGS.model):
+        hint = ("; for the built-in network pass --network %s" % FLAGS.model
+                if FLAGS.model in NETWORKS else "")
+        raise GuidedGradCamError("model %s does not exist%s" % (FLAGS.model, hint))
+    if FLAGS.model in NETWORKS:
+        print("note: %s is also a built-in network's name; --model uses the path (--network %s "
+              "for the network)" % (FLAGS.model, FLAGS.model), file=sys.stderr, flush=True)
+    return None
+
+
+def open_explainer(methods):
+    """The GuidedGradCam of the model flags."""
+    import_tensorflow_quietly()
+    from guided_gradcam.explainer import GuidedGradCam
+
+    if FLAGS.trust_model and FLAGS.model:  # the run's first line, before the model loads
+        print("model %s is trusted (--trust_model): its ops and stored Python code run unchecked"
+              % FLAGS.model, flush=True)
+
+    model = pathlib.Path(FLAGS.model) if FLAGS.model else FLAGS.network  # --model: a path
+    return GuidedGradCam(model, FLAGS.checkpoint, FLAGS.layer,
+                         checkpoints_dir=FLAGS.checkpoints_dir,
+                         input_size=parse_input_size(FLAGS.input_size), input=FLAGS.input,
+                         output=FLAGS.output, feeds=_feeds(FLAGS.feed), signature=FLAGS.signature,
+                         preprocess=FLAGS.preprocess, labels_file=FLAGS.labels_file,
+                         methods=methods, trust_model=FLAGS.trust_model)
+
+
+def _plan(paths, labels, kinds, methods):
+    """This shard's jobs, each with the targets (class, mode) whose files are still wanted."""
+    from guided_gradcam.cli.pipeline import plan_jobs, targets_for
+
+    jobs, skipped = plan_jobs(paths, FLAGS.output_dir, kinds, FLAGS.shard_index, FLAGS.num_shards,
+                              FLAGS.skip_existing, targets_for(labels, FLAGS.counterfactual),
+                              methods)
+    if skipped:
+        print("skipping %d images whose outputs exist" % skipped)
+    return jobs
+
+
+def main(argv):
+    if len(argv) > 1:
+        print_error("unexpected arguments: %s (images go after --image)" % " ".join(argv[1:]))
+        return 2
+    if not FLAGS.image:
+        print_error("no input: pass --image PATH (a file, a folder or a glob; repeatable)")
+        return 2
+    jobs, missing, failures = [], [], 0
+    try:
+        from guided_gradcam.images import collect_image_paths
+        from guided_gradcam.cli.pipeline import Progress, run_jobs
+        from guided_gradcam.methods import parse_methods
+        from guided_gradcam.outputs.run_index import RunIndex
+
+        kinds = parse_outputs(FLAGS.outputs)
+        methods = parse_methods(FLAGS.methods)
+        labels = check_model_flags()
+        paths, missing = collect_image_paths(FLAGS.image)
+        for message in missing:
+            print_error(message)
+        if not paths:
+            return 1
+        if FLAGS.model is None:
+            jobs = _plan(paths, labels, kinds, methods)
+            if not jobs:  # everything exists: done without loading TensorFlow
+                return 1 if missing else 0
+        check_writable(FLAGS.output_dir)  # before the work, not after every image is computed
+        with open_explainer(methods) as explainer:
+            if FLAGS.model is not None:  # a model's class names are known once it is loaded
+                labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
+                jobs = _plan(paths, labels, kinds, methods)
+            print_run_header(explainer)
+            if jobs:
+                with RunIndex(FLAGS.output_dir) as index:  # index.csv rows, then index.html
+                    failures = run_jobs(
+                        explainer, jobs, FLAGS.output_dir, FLAGS.batch_size, FLAGS.counterfactual,
+                        kinds, report=functools.partial(_print_result, layer=explainer.layer),
+                        error=print_error, index=index,
+                        progress=Progress(len(jobs)) if len(jobs) > 1 else None)
+    except GuidedGradCamError as error:
+        print_error(error)
+        return 1
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return 130
+    failures += len(missing)
+    if failures:
+        print_error("%d of %d inputs failed" % (failures, len(jobs) + len(missing)))
+    return 1 if failures else 0
+
+
+USAGE = """\
+usage: {prog} --image PATH [--image PATH ...] [flags]
+
+Explains each image with Grad-CAM, Guided Backprop and Guided Grad-CAM: prints its top-5 and
+writes the maps, a panel and an .npz per image into --output_dir.
+
+examples:
+  {prog} --image images/cat.jpg --label 282
+  {prog} --model my_model.keras --preprocess unit --image photos/ --output_dir maps
+"""
+
+
+def _program(argv0):
+    """The command as the user typed it, for the usage line."""
+    cli_folder = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(cli_folder)
+    if os.path.dirname(os.path.abspath(argv0)) in (package, cli_folder):  # __main__.py, explain.py
+        return "python -m guided_gradcam"
+    return "python " + argv0 if argv0.endswith(".py") else os.path.basename(argv0)
+
+
+def describe_flag(flag):
+    """'  --name (default: X; syntax)' and the wrapped help, from the flag's definition."""
+    import textwrap
+
+    name = ("--[no]" if flag.boolean else "--") + flag.name
+    if flag.short_name:
+        name += ", -" + flag.short_name
+    notes = ["default: %s" % ("none" if flag.default is None
+                              else flag.default_as_str.strip("'") or "''")]
+    description = flag.help or ""
+    if isinstance(flag, flags.MultiFlag):
+        notes.append("repeatable")  # said here instead of absl's suffix to the help text
+        description = description.split(";\n    repeat this option")[0]
+    elif flag.parser.syntactic_help and not flag.boolean:
+        notes.append(flag.parser.syntactic_help)
+    lines = ["  %s (%s)" % (name, "; ".join(notes))]
+    lines += textwrap.wrap(description, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
+
+
+def help_text(argv0="inference.py"):
+    """--help: usage, two examples, then every flag this module defines, in definition order."""
+    tool_flags = FLAGS.get_flags_for_module(__name__)
+    return "%s\nflags (--helpfull adds absl's own):\n%s\n" % (
+        USAGE.format(prog=_program(argv0)), "\n".join(map(describe_flag, tool_flags)))
+
+
+class _HelpFlag(flags.BooleanFlag):
+    """--help, --helpshort (-h, -?): this tool's help on stdout, exit 0. absl's own print the
+    main module's docstring and its flags (none: they are defined here) and exit 1."""
+
+    def __init__(self, name, short_name, text=None):
+        super().__init__(name, False, "show this help", short_name=short_name,
+                         allow_hide_cpp=True)
+        self._text = text or help_text
+
+    def parse(self, arg):
+        if self._parse(arg):
+            sys.stdout.write(self._text(sys.argv[0]))
+            sys.stdout.flush()
+            sys.exit(0)
+
+
+def _parse_flags(argv):
+    """absl's parser, with its two-line FATAL message turned into our one-line error."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        print_error("%s (see --help)" % error)
+        sys.exit(2)
+
+
+def run(command=None, text=None):
+    """Runs `command` (default: this CLI's main) under absl, with `text(argv0)` as --help."""
+    app.define_help_flags()  # absl's help flags, then ours in place of --help/--helpshort
+    for name in ("help", "?", "helpshort"):
+        if name in FLAGS:
+            delattr(FLAGS, name)
+    for name, short_name in (("help", "h"), ("helpshort", "?")):
+        flags.DEFINE_flag(_HelpFlag(name, short_name, text), module_name=app.__name__)
+    app.run(command or main, flags_parser=_parse_flags)

@@ -1,0 +1,1 @@
+"""The graph pieces the explanation graph is made of."""

@@ -1,0 +1,1 @@
+"""The files a run writes: rendering, the PNG encoder, the run index, figures."""

@@ -1,0 +1,1 @@
+"""The bundled TF-Slim networks: definitions, checkpoints, download, converters."""

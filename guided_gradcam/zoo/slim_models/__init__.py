@@ -1,0 +1,1 @@
+"""TF-Slim network definitions that `tf_slim.nets` lacks."""
