@@ -62,17 +62,63 @@ class FamilyMaps(collections.namedtuple("FamilyMaps", "methods lowres cam guided
 
 
 def _upsample_and_normalise(lowres, height, width):
-    """[B, h, w] → [B, H, W, 1]: bilinear with half-pixel centres, as PIL's (tf.compat.v1's
+    """[B, h, w, M] → [B, H, W, M]: bilinear with half-pixel centres, as PIL's (tf.compat.v1's
     tf.image.resize samples at corner-aligned positions and would shift the map up and to the
-    left), divided by its max; an all-zero map stays zero, never NaN."""
-    upsampled = tf.raw_ops.ResizeBilinear(
-        images=lowres[..., None], size=(height, width), half_pixel_centers=True)
-    return tf.math.divide_no_nan(upsampled, tf.reduce_max(upsampled, axis=[1, 2, 3], keepdims=True))
+    left), each map divided by its max (its peak is exactly 1); an all-zero map stays zero,
+    never NaN."""
+    upsampled = tf.raw_ops.ResizeBilinear(images=lowres, size=(height, width),
+                                          half_pixel_centers=True)
+    return tf.math.divide_no_nan(upsampled, tf.reduce_max(upsampled, axis=[1, 2], keepdims=True))
 
 
 def relus_between(start, end):
     """The Relu/Relu6 ops on a path from tensor `start` to tensor `end`."""
     return sorted(op.name for op in ops_between(start, end) if op.type in OVERRIDE_MAP)
+
+
+def _explained_targets(head, labels, background):
+    """The explained column per image: its label, or its top-1 among the non-background."""
+    predicted = background + tf.argmax(
+        head.explained[:, background:], axis=1, output_type=tf.int32)
+    return tf.where(labels >= 0, labels, predicted, name="targets")
+
+
+def _gradients(objective, activations, net_input, scores, layer):
+    """(g = the plain ∂y/∂A, GBP = the guided ∂y/∂x) of the objective."""
+    if relus_between(activations, scores):
+        # ReLUs between A and the logits (VGG's fc6/fc7) would be guided: build ∂y/∂A in a
+        # second backward pass over the tail, with the plain ReLU gradient.
+        with plain_gradients():
+            grads = tf.gradients(objective, activations)[0]
+        gbp = tf.gradients(objective, net_input)[0]
+    else:
+        # Nothing guided lies between A and the logits: ∂y/∂A of the single backward pass to
+        # the input is the plain gradient.
+        grads, gbp = tf.gradients(objective, [activations, net_input])
+    if grads is None or gbp is None:
+        raise GuidedGradCamError(
+            "the output does not depend on %s" % ("layer %r" % layer if grads is None
+                                                  else "the input"))
+    return grads, gbp
+
+
+def _method_maps(activations, grads, gbp, height, width):
+    """(Grad-CAM's MethodMaps, the other methods' FamilyMaps): each method's map from (A, g),
+    upsampled, normalised and multiplied by GBP. Grad-CAM's, always fetched, are built alone;
+    the others side by side on a last axis, one resize and one product for all of them (a run
+    that fetches none of them computes none)."""
+    cam_lowres = tf.identity(REGISTRY[GRADCAM].lowres(activations, grads), name="cam_lowres")
+    cam = _upsample_and_normalise(cam_lowres[..., None], height, width)
+    guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")
+    gradcam = MethodMaps(cam_lowres, tf.squeeze(cam, 3, name="cam"), guided_gradcam)
+    family = [name for name in REGISTRY if name != GRADCAM]
+    family_lowres = tf.stack([REGISTRY[name].lowres(activations, grads) for name in family],
+                             axis=3, name="family_lowres")
+    family_cam = tf.identity(_upsample_and_normalise(family_lowres, height, width),
+                             name="family_cam")
+    family_guided = tf.multiply(gbp[..., None], family_cam[:, :, :, None, :],
+                                name="family_guided")
+    return gradcam, FamilyMaps(tuple(family), family_lowres, family_cam, family_guided)
 
 
 def build_explanation_graph(source, layer=None, input_size=None, imagenet_background=False):
@@ -101,66 +147,30 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         unguided = {**activations_report.ordinary_activations(path),
                     **activations_report.unguide_non_activation_relus(path)}
 
-        explained = head.explained
         background = model.background_logits or int(
-            imagenet_background and explained.shape[-1] == 1001)
-        predicted = background + tf.argmax(
-            explained[:, background:], axis=1, output_type=tf.int32)
-        targets = tf.where(labels >= 0, labels, predicted, name="targets")
+            imagenet_background and head.explained.shape[-1] == 1001)
+        targets = _explained_targets(head, labels, background)
         # Images of a batch are independent at inference (BatchNorm uses moving statistics), so
         # the gradient of Σ_b y_b^{c_b} w.r.t. image b is ∂y_b^{c_b}/∂x_b: one backward pass.
-        target_scores = tf.gather(explained, targets, axis=1, batch_dims=1)
-        objective = tf.reduce_sum(target_scores)
-        if relus_between(activations, head.scores):
-            # ReLUs between A and the logits (VGG's fc6/fc7) would be guided: build ∂y/∂A in
-            # a second backward pass over the tail, with the plain ReLU gradient.
-            with plain_gradients():
-                grads = tf.gradients(objective, activations)[0]
-            gbp = tf.gradients(objective, net_input)[0]
-        else:
-            # Nothing guided lies between A and the logits: ∂y/∂A of the single backward pass
-            # to the input is the plain gradient.
-            grads, gbp = tf.gradients(objective, [activations, net_input])
-        if grads is None or gbp is None:
-            raise GuidedGradCamError(
-                "the output does not depend on %s" % ("layer %r" % layer if grads is None
-                                                      else "the input"))
-
+        objective = tf.reduce_sum(tf.gather(head.explained, targets, axis=1, batch_dims=1))
+        grads, gbp = _gradients(objective, activations, net_input, head.scores, layer)
         # The counterfactual map negates g for every method: regions speaking against c.
         signed_grads = tf.where(counterfactual, -1.0, 1.0) * grads
-        cam_lowres = tf.identity(REGISTRY[GRADCAM].lowres(activations, signed_grads),
-                                 name="cam_lowres")
-        cam = _upsample_and_normalise(cam_lowres, height, width)
-        guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")
-        cam = tf.squeeze(cam, 3, name="cam")
-        # The rest of the family side by side on a last axis: one resize, one normalisation and
-        # one product with GBP for all of them (a run that fetches none of it computes none).
-        family = [name for name in REGISTRY if name != GRADCAM]
-        family_lowres = tf.stack([REGISTRY[name].lowres(activations, signed_grads)
-                                  for name in family], axis=3, name="family_lowres")
-        upsampled = tf.raw_ops.ResizeBilinear(
-            images=family_lowres, size=(height, width), half_pixel_centers=True)
-        family_cam = tf.math.divide_no_nan(  # ÷ max, as cam: its peak is exactly 1
-            upsampled, tf.reduce_max(upsampled, axis=[1, 2], keepdims=True), name="family_cam")
-        family_guided = tf.multiply(gbp[..., None], family_cam[:, :, :, None, :],
-                                    name="family_guided")
-        family_maps = FamilyMaps(tuple(family), family_lowres, family_cam, family_guided)
-        # Per method, for graph-level work (the explainer fetches the stacks above).
-        methods = {GRADCAM: MethodMaps(cam_lowres, cam, guided_gradcam)}
-        for index, method in enumerate(family):
+        gradcam, family_maps = _method_maps(activations, signed_grads, gbp, height, width)
+        # Per method, for graph-level work (the explainer fetches the stacks).
+        methods = {GRADCAM: gradcam}
+        for index, method in enumerate(family_maps.methods):
             methods[method] = MethodMaps(*(maps[..., index] for maps in family_maps[1:]))
         _check_all_placeholders_fed(
-            [targets, head.scores, gbp, cam_lowres, cam, guided_gradcam] + list(family_maps[1:]),
+            [targets, head.scores, gbp, *gradcam, *family_maps[1:]],
             {images.op, labels.op, counterfactual.op}, model.feeds, model.scope)
 
     return ExplanationGraph(
         graph=graph, images=images, labels=labels, counterfactual=counterfactual,
-        net_input=net_input,
-        targets=targets, logits=head.scores, activations=activations, cam_lowres=cam_lowres,
-        cam=cam, gbp=gbp, guided_gradcam=guided_gradcam, layer=layer,
-        layer_names=tuple(model.layers), head=head, model=model, unguided=unguided,
-        family=family_maps, methods=methods,
-        background_logits=background)
+        net_input=net_input, targets=targets, logits=head.scores, activations=activations,
+        cam_lowres=gradcam.lowres, cam=gradcam.cam, gbp=gbp, guided_gradcam=gradcam.guided,
+        layer=layer, layer_names=tuple(model.layers), head=head, model=model,
+        unguided=unguided, family=family_maps, methods=methods, background_logits=background)
 
 
 def _check_all_placeholders_fed(fetches, ours, feeds, scope):

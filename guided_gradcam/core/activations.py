@@ -12,6 +12,7 @@ import collections
 from tensorflow.core.framework import attr_value_pb2
 from tensorflow.python.framework import tensor_util
 
+from guided_gradcam.core.graph_paths import skip_identities
 from guided_gradcam.core.guided_relu import OVERRIDE_MAP
 
 ORDINARY = ("Sigmoid", "Tanh", "Elu", "Selu", "LeakyRelu", "Softplus", "Softsign", "Erf", "Erfc")
@@ -19,8 +20,7 @@ _GELU_OPS = ("Erf", "Erfc")
 
 
 def _constant_value(tensor):
-    while tensor.op.type == "Identity":
-        tensor = tensor.op.inputs[0]
+    tensor = skip_identities(tensor)
     if tensor.op.type != "Const":
         return None
     return tensor_util.MakeNdarray(tensor.op.get_attr("value"))

@@ -20,6 +20,13 @@ def ops_between(start, end):
     return [op for op in end.graph.get_operations() if op in between]
 
 
+def skip_identities(tensor):
+    """The tensor an Identity chain forwards (the tensor itself when it is no Identity)."""
+    while tensor.op.type == "Identity":
+        tensor = tensor.op.inputs[0]
+    return tensor
+
+
 def ancestor_ops(tensors):
     """Every op that computing `tensors` runs."""
     seen, frontier = set(), [t.op for t in tensors]

@@ -14,6 +14,7 @@ import dataclasses
 
 import tensorflow.compat.v1 as tf
 
+from guided_gradcam.core.graph_paths import skip_identities
 from guided_gradcam.errors import GuidedGradCamError
 
 CLASSIFICATION, BINARY, MULTILABEL, REGRESSION = "classification", "binary", "multilabel", "regression"
@@ -25,12 +26,6 @@ class Head:
     scores: tf.Tensor  # [B, C]: the raw scores (logits, z, or y)
     explained: tf.Tensor  # [B, K]: y^c of each explainable class c (binary: [−z, z])
     activation: str  # the bypassed activation op's type, or "" for a linear head
-
-
-def _skip_identities(tensor):
-    while tensor.op.type == "Identity":
-        tensor = tensor.op.inputs[0]
-    return tensor
 
 
 def _as_columns(tensor):
@@ -46,7 +41,7 @@ def find_head(output):
     units = 1 if output.shape.ndims == 1 else output.shape[-1]
     if units is None:
         raise GuidedGradCamError("output %s has an unknown number of classes" % output.name)
-    source = _skip_identities(output)
+    source = skip_identities(output)
     activation = source.op.type
     if activation in ("Softmax", "LogSoftmax"):
         scores = _as_columns(source.op.inputs[0])

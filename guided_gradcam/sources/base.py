@@ -24,6 +24,20 @@ class PlacedModel:
     layer_aliases: Dict[str, str] = dataclasses.field(default_factory=dict)  # alias → layer name
 
 
+def checked_input_size(name, native, size, fixed=False):
+    """(height, width) to build `name` with: `size`, or its `native` (h, w) when None; refused
+    where fully connected layers fix the size, or below 32x32."""
+    if size is None:
+        return tuple(native)
+    if fixed and tuple(size) != tuple(native):
+        raise GuidedGradCamError(
+            "%s takes only %dx%d input (its fully connected layers fix the size); got %dx%d"
+            % ((name,) + tuple(native) + tuple(size)))
+    if min(size) < 32:
+        raise GuidedGradCamError("input size %dx%d is too small (32x32 at least)" % tuple(size))
+    return tuple(size)
+
+
 class ModelSource:
     """A model in some format. Subclasses set the attributes and implement `place`."""
     name: str = "model"
@@ -35,15 +49,9 @@ class ModelSource:
 
     def check_input_size(self, size=None):
         """(height, width, channels) to build with: `size` (h, w) or the model's own."""
-        height, width, channels = self.input_shape
-        if size is not None:
-            if self.fixed_input_size and tuple(size) != (height, width):
-                raise GuidedGradCamError(
-                    "%s takes only %dx%d input (its fully connected layers fix the size); got "
-                    "%dx%d" % ((self.name, height, width) + tuple(size)))
-            if min(size) < 32:
-                raise GuidedGradCamError("input size %dx%d is too small (32x32 at least)" % size)
-            height, width = size
+        native_height, native_width, channels = self.input_shape
+        height, width = checked_input_size(self.name, (native_height, native_width), size,
+                                           self.fixed_input_size)
         if height is None or width is None:
             raise GuidedGradCamError(
                 "%s leaves its input size open: pass --input_size HxW" % self.name)

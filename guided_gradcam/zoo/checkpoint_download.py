@@ -151,6 +151,43 @@ def _unpack(archive_path, url, checkpoint_name, target_dir):
         raise CheckpointError(f"cannot unpack the archive from {url} into {target_dir} ({e.strerror or e})") from None
 
 
+def _temporary_places(parent, archive_name, dest_dir, suffix):
+    """(archive file, unpack folder): temporary, beside dest_dir, so the final move is a rename."""
+    try:
+        os.makedirs(parent, exist_ok=True)
+        archive_fd, archive_path = tempfile.mkstemp(prefix=f".{archive_name}.", suffix=".part", dir=parent)
+        os.close(archive_fd)
+        unpack_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(dest_dir)}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise CheckpointError(f"cannot create temporary files in {parent} ({e.strerror or e}){suffix}") from None
+    return archive_path, unpack_dir
+
+
+def _unpack_into_place(archive_path, url, checkpoint_name, unpack_dir, dest_dir, sha256,
+                       archive_name, suffix):
+    """Unpacks the archive beside dest_dir with its provenance, then renames it into place;
+    returns the prefix another process put there meanwhile, else None."""
+    try:
+        _unpack(archive_path, url, checkpoint_name, unpack_dir)
+        with open(os.path.join(unpack_dir, archive_name + ".sha256"), "w", encoding="utf-8") as f:
+            f.write(f"{sha256}  {archive_name}\n")
+        with open(os.path.join(unpack_dir, "SOURCE"), "w", encoding="utf-8") as f:
+            f.write(url + "\n")
+        os.chmod(unpack_dir, 0o755)  # mkdtemp makes it 0700; the final folder should be ordinary
+        # rename(2) is atomic and also replaces an empty dest_dir; it fails on a non-empty one.
+        os.replace(unpack_dir, dest_dir)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}{suffix}") from None
+    except OSError as e:
+        # Another process may have put the checkpoint there meanwhile; that is fine.
+        found = find_checkpoint_prefix(dest_dir, checkpoint_name)
+        if found:
+            return found
+        raise CheckpointError(
+            f"cannot move the unpacked checkpoint to {dest_dir} ({e.strerror or e}){suffix}") from None
+    return None
+
+
 def download_checkpoint(url, dest_dir, checkpoint_name, *, progress=_STDERR, timeout=30, hint=""):
     """Download the checkpoint archive at url and unpack it as dest_dir; return the checkpoint prefix.
 
@@ -171,13 +208,7 @@ def download_checkpoint(url, dest_dir, checkpoint_name, *, progress=_STDERR, tim
             f"{dest_dir} exists but holds no checkpoint {checkpoint_name}; move it away to download {url}{suffix}")
     parent = os.path.dirname(dest_dir)
     archive_name = posixpath.basename(urllib.parse.urlsplit(url).path) or "checkpoint.tar.gz"
-    try:
-        os.makedirs(parent, exist_ok=True)
-        archive_fd, archive_path = tempfile.mkstemp(prefix=f".{archive_name}.", suffix=".part", dir=parent)
-        os.close(archive_fd)
-        unpack_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(dest_dir)}.", suffix=".tmp", dir=parent)
-    except OSError as e:
-        raise CheckpointError(f"cannot create temporary files in {parent} ({e.strerror or e}){suffix}") from None
+    archive_path, unpack_dir = _temporary_places(parent, archive_name, dest_dir, suffix)
     try:
         try:
             sha256, size, expected_size = _download(url, archive_path, archive_name, progress, timeout)
@@ -189,24 +220,10 @@ def download_checkpoint(url, dest_dir, checkpoint_name, *, progress=_STDERR, tim
         if expected_size is not None and size != expected_size:
             raise CheckpointError(
                 f"download of {url} is truncated: got {size} of {expected_size} bytes{suffix}")
-        try:
-            _unpack(archive_path, url, checkpoint_name, unpack_dir)
-            with open(os.path.join(unpack_dir, archive_name + ".sha256"), "w", encoding="utf-8") as f:
-                f.write(f"{sha256}  {archive_name}\n")
-            with open(os.path.join(unpack_dir, "SOURCE"), "w", encoding="utf-8") as f:
-                f.write(url + "\n")
-            os.chmod(unpack_dir, 0o755)  # mkdtemp makes it 0700; the final folder should be ordinary
-            # rename(2) is atomic and also replaces an empty dest_dir; it fails on a non-empty one.
-            os.replace(unpack_dir, dest_dir)
-        except CheckpointError as e:
-            raise CheckpointError(f"{e}{suffix}") from None
-        except OSError as e:
-            # Another process may have put the checkpoint there meanwhile; that is fine.
-            found = find_checkpoint_prefix(dest_dir, checkpoint_name)
-            if found:
-                return found
-            raise CheckpointError(
-                f"cannot move the unpacked checkpoint to {dest_dir} ({e.strerror or e}){suffix}") from None
+        found = _unpack_into_place(archive_path, url, checkpoint_name, unpack_dir, dest_dir,
+                                   sha256, archive_name, suffix)
+        if found:
+            return found
     finally:
         for leftover in (archive_path, unpack_dir):
             if os.path.isdir(leftover):

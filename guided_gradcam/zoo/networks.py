@@ -33,14 +33,9 @@ class NetworkSpec:
 
     def check_input_size(self, size):
         """The (height, width) to build with: `size`, or the native one when None."""
-        height, width = size or self.input_size
-        if self.fixed_input_size and (height, width) != self.input_size:
-            raise GuidedGradCamError(
-                "%s takes only %dx%d input (its fully connected layers fix the size); got %dx%d"
-                % ((self.name,) + self.input_size + (height, width)))
-        if size is not None and min(height, width) < 32:
-            raise GuidedGradCamError("input size %dx%d is too small (32x32 at least)" % (height, width))
-        return height, width
+        from guided_gradcam.sources.base import checked_input_size
+
+        return checked_input_size(self.name, self.input_size, size, self.fixed_input_size)
 
     @property
     def checkpoint_url(self):
