@@ -4,6 +4,7 @@ Users always speak the 1000-class ImageNet index (0 = tench, 282 = tiger cat). C
 1001 logits (the official slim MobileNets) put a background class at logit 0; `offset` maps
 between the two.
 """
+import difflib
 import functools
 import re
 from importlib import resources
@@ -42,6 +43,11 @@ def read_labels_file(path, num_classes):
         raise GuidedGradCamError("labels file %s has %d names; the model has %d classes"
                                  % (path, len(names), num_classes))
     return names
+
+
+def _squeezed(name):
+    """A name in lower case without spaces, hyphens or other punctuation."""
+    return re.sub(r"[^a-z0-9]+", "", name.lower())
 
 
 class LabelSpace:
@@ -97,7 +103,16 @@ class LabelSpace:
             words = re.split(r"[^a-z0-9']+", text)
             rank = 0 if wanted in words else 1 if any(w.startswith(wanted) for w in words) else 2
             ranked.append((rank, index))
-        return [index for _, index in sorted(ranked)]
+        if ranked:
+            return [index for _, index in sorted(ranked)]
+        # No name contains it: names alike but for spaces, hyphens or a typo ('bottomright' →
+        # bottom-right, 'tigr cat' → tiger cat), by difflib's similarity ratio.
+        synonyms = {}
+        for index, names in enumerate(self.names):
+            for synonym in names.split(","):
+                synonyms.setdefault(_squeezed(synonym), index)
+        close = difflib.get_close_matches(_squeezed(wanted), list(synonyms), n=5, cutoff=0.8)
+        return list(dict.fromkeys(synonyms[name] for name in close))
 
     def _resolve_name(self, text):
         wanted = text.lower()

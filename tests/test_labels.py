@@ -63,3 +63,15 @@ def test_suggestions_rank_whole_word_matches_first():
     suggested = str(error.value).split("did you mean: ")[1].split(", ")
     assert {"Persian cat (283)", "Siamese cat (284)", "Egyptian cat (285)"} <= set(suggested)
     assert not any("bullfrog" in name for name in suggested)  # 'catesbeiana' comes later
+
+
+@pytest.mark.parametrize("label, suggestion", [
+    ("bottomright", "bottom-right (1)"), ("Bottom Right", "bottom-right (1)"),
+    ("top_left", "top-left (0)"), ("botom-right", "bottom-right (1)")])
+def test_names_written_otherwise_or_misspelt_get_the_close_names(label, suggestion):
+    """No name contains them: spaces, hyphens and a typo aside, they are close to one."""
+    with pytest.raises(GuidedGradCamError) as error:
+        LabelSpace(2, ("top-left", "bottom-right")).resolve(label)
+    assert str(error.value) == "unknown class name %r; did you mean: %s" % (label, suggestion)
+    with pytest.raises(GuidedGradCamError, match=r"did you mean: tiger cat \(282\)$"):
+        LabelSpace(1000).resolve("tigr cat")

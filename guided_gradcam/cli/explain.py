@@ -2,11 +2,10 @@
 images with Grad-CAM, Guided Backprop and Guided Grad-CAM.
 
 A thin layer over the Python API: parse flags, stream images through `GuidedGradCam.explain`
-in batches, print each image's top-5 and write its files. Bad input costs only itself: it is
+in batches, print each image's top classes and write its files. Bad input costs only itself: it is
 reported in one line, skipped, and reflected in the exit code. `--help` lists the flags defined
 here, generated from their definitions (`help_text`).
 """
-import functools
 import os
 import pathlib
 import sys
@@ -70,7 +69,9 @@ flags.DEFINE_integer("num_shards", 1, "Split the inputs into this many determini
 flags.DEFINE_integer("shard_index", 0, "Which shard (0-based) this job explains.", lower_bound=0)
 flags.DEFINE_string("methods", "gradcam", "The Grad-CAM family, comma-separated, all from the "
                     "same run: gradcam, gradcampp (Grad-CAM++), xgradcam, layercam, hirescam; "
-                    "each also guided (x GBP).")
+                    "each also guided (x GBP). The panel shows them in the order given. "
+                    "Grad-CAM's fields are always filled, asked or not (cam, cam_lowres, "
+                    "guided_gradcam).")
 flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks against the class.")
 FLAGS = flags.FLAGS
 
@@ -117,40 +118,90 @@ def parse_outputs(text):
     return kinds
 
 
-def _print_result(job, explanation, labels, layer=None):
-    mode = "counterfactual " if explanation.counterfactual else ""
-    if explanation.task == "regression":
-        print("%s: y = %.6g; explained %s%s" % (job.path, explanation.value, mode,
-                                                "-y" if explanation.counterfactual else "y"),
-              flush=True)
-    else:
-        top5 = ", ".join("%s (%d) %.3f" % (c.name, c.index, c.probability)
-                         for c in explanation.top_k(5))
-        print("%s: %s: %s; explained %s%s (%d)"
-              % (job.path, "top-5" if explanation.task == "classification" else "p", top5, mode,
-                 labels.name(explanation.label), explanation.label), flush=True)
-    if not explanation.cam_lowres.any():
+class ResultPrinter:
+    """Each image's scores once (top-k, k = min(5, classes); `p:` for sigmoid heads), then what
+    each of its explanations explained: on the same line for one label, one line each for
+    several. `pipeline.run_jobs` reports an image's explanations one after another."""
+
+    def __init__(self, layer=None):
+        self.layer = layer
+        self._last_job = None
+
+    def __call__(self, job, explanation, labels):
+        mode = "counterfactual " if explanation.counterfactual else ""
         if explanation.task == "regression":
-            subject = "-y" if explanation.counterfactual else "y"
+            print("%s: y = %.6g; explained %s%s" % (job.path, explanation.value, mode,
+                                                    "-y" if explanation.counterfactual else "y"),
+                  flush=True)
         else:
-            subject = labels.name(explanation.label)
-        print("note: %s: the %sGrad-CAM map is all zero: no positive evidence for %s at layer %s"
-              % (job.path, mode, subject, layer), flush=True)
+            explained = "explained %s%s (%d)" % (mode, labels.name(explanation.label),
+                                                 explanation.label)
+            if job is not self._last_job:
+                k = min(5, len(explanation.probabilities))
+                scores = "%s: %s" % (
+                    "top-%d" % k if explanation.task == "classification" else "p",
+                    ", ".join("%s (%d) %.3f" % (c.name, c.index, c.probability)
+                              for c in explanation.top_k(k)))
+                if len(job.targets) == 1:
+                    print("%s: %s; %s" % (job.path, scores, explained), flush=True)
+                else:
+                    print("%s: %s" % (job.path, scores), flush=True)
+            if len(job.targets) > 1:
+                print("%s: %s" % (job.path, explained), flush=True)
+        self._last_job = job
+        if not explanation.cam_lowres.any():
+            subject = "y" if explanation.task == "regression" else labels.name(explanation.label)
+            meaning = ("nothing speaks against %s" if explanation.counterfactual
+                       else "no positive evidence for %s") % subject
+            print("note: %s: the %sGrad-CAM map is all zero: %s at layer %s"
+                  % (job.path, mode, meaning, self.layer), flush=True)
+
+
+def print_written(jobs, failures, kinds, methods):
+    """Where the files went: a one-image run names them (`output/cat_*.png, output/cat.npz`),
+    a larger one its folder."""
+    from guided_gradcam.outputs.files import output_paths
+
+    written = len(jobs) - failures
+    if written <= 0:
+        return
+    if len(jobs) > 1:
+        print("wrote the outputs of %d image%s into %s (index.html lists them)"
+              % (written, "s" if written > 1 else "", FLAGS.output_dir), flush=True)
+        return
+    job, = jobs
+    files = []
+    for target in job.targets:
+        stem = job.stem + target.suffix
+        paths = output_paths(FLAGS.output_dir, stem, kinds, methods)
+        pngs = [path for path in paths if path.endswith(".png")]
+        if len(pngs) > 1:
+            pngs = [os.path.join(FLAGS.output_dir, stem + "_*.png")]
+        files += pngs + [path for path in paths if not path.endswith(".png")]
+    print("wrote %s" % ", ".join(files), flush=True)
 
 
 def print_run_header(explainer):
     """Once per run: what the model is, how pixels reach it, what GBP does not guide."""
     from guided_gradcam.core.activations import describe
+    from guided_gradcam.preprocessing import describe_input
 
     source = explainer.source
     checkpoint = "; checkpoint %s" % explainer.checkpoint if explainer.checkpoint else ""
     mode = "counterfactual (-dy/dA)" if FLAGS.counterfactual else "factual"
-    print("%s: %s (%s, %d score%s)%s; input %dx%dx%d, preprocessing %s: %s; Grad-CAM layer %s; "
+    preprocessing = "%s: %s" % (source.preprocessing.name, source.preprocessing.description)
+    note = None
+    if FLAGS.model:  # what is known of how the pixels reach the model
+        preprocessing, note = describe_input(source.preprocessing,
+                                             getattr(source, "rescaling", None))
+    print("%s: %s (%s, %d score%s)%s; input %dx%dx%d, preprocessing %s; Grad-CAM layer %s; "
           "mode %s" % (
               "model" if FLAGS.model else "network", source.name, explainer.task,
               explainer.num_scores, "s" if explainer.num_scores > 1 else "", checkpoint,
-              *explainer.input_size, explainer.channels, source.preprocessing.name,
-              source.preprocessing.description, explainer.layer, mode), flush=True)
+              *explainer.input_size, explainer.channels, preprocessing, explainer.layer, mode),
+          flush=True)
+    if note:
+        print("note: %s" % note, flush=True)
     if explainer.unguided_activations:
         print("guided backprop passes these activations with their ordinary gradient (it is "
               "defined for ReLU): %s" % describe(explainer.unguided_activations), flush=True)
@@ -255,9 +306,10 @@ def main(argv):
                 with RunIndex(FLAGS.output_dir) as index:  # index.csv rows, then index.html
                     failures = run_jobs(
                         explainer, jobs, FLAGS.output_dir, FLAGS.batch_size, FLAGS.counterfactual,
-                        kinds, report=functools.partial(_print_result, layer=explainer.layer),
+                        kinds, report=ResultPrinter(explainer.layer),
                         error=print_error, index=index,
                         progress=Progress(len(jobs)) if len(jobs) > 1 else None)
+                print_written(jobs, failures, kinds, methods)
     except GuidedGradCamError as error:
         print_error(error)
         return 1
@@ -273,7 +325,7 @@ def main(argv):
 USAGE = """\
 usage: {prog} --image PATH [--image PATH ...] [flags]
 
-Explains each image with Grad-CAM, Guided Backprop and Guided Grad-CAM: prints its top-5 and
+Explains each image with Grad-CAM, Guided Backprop and Guided Grad-CAM: prints its top-k and
 writes the maps, a panel and an .npz per image into --output_dir.
 
 examples:

@@ -159,9 +159,13 @@ def class_index(name, labels):
 def ground_truth(annotation, labels):
     """(truth, difficult): {class index: tuple of boxes}, the non-difficult and difficult ones."""
     truth, difficult = {}, {}
-    for item in annotation.objects:
+    for number, item in enumerate(annotation.objects, 1):
         split = difficult if item.difficult else truth
-        split.setdefault(class_index(item.name, labels), []).append(item.box)
+        try:
+            index = class_index(item.name, labels)
+        except GuidedGradCamError as error:  # which file, which object: the user edits it
+            _fail(annotation.path, "object %d: %s" % (number, error))
+        split.setdefault(index, []).append(item.box)
     return ({c: tuple(b) for c, b in truth.items()}, {c: tuple(b) for c, b in difficult.items()})
 
 

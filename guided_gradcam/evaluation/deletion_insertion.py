@@ -6,9 +6,20 @@ curve). Insertion starts from a blurred copy and puts the pixels back in the sam
 good map makes it rise fast (high area). The caller runs the network on `curve_inputs`, chunk
 by chunk; this module orders the pixels, builds the inputs and integrates the curve.
 
-Arrays are in network-input space: float32 (H, W, C) after preprocessing, where 0 is the
-preprocessing's neutral value (a deleted pixel is 0 in every channel). A pixel is a spatial
+Arrays are in network-input space: float32 (H, W, C) after preprocessing. A pixel is a spatial
 position; a 3-channel saliency map must be reduced to one channel first (see similarity).
+
+The baseline is the image a deleted pixel takes its value from, and the one insertion starts
+from (`baseline`): `zero` (0 of the network input: the preprocessing's neutral value, black
+for raw or unit pixels, grey for inception's, the mean pixel for VGG's), `black` and `grey`
+(pixels 0 and 127.5, through the preprocessing), `mean` (the photo's mean colour) or `blur`.
+RISE's code deletes to zeros of its ImageNet-normalised tensor, i.e. to ImageNet's mean colour
+(123.7, 116.8, 103.9), and inserts onto the blur. Our defaults (DEFAULT_BASELINES): deletion to
+grey, insertion from the blur. Both are defined on the pixels, so a photo's curves do not
+depend on how a model scales its input (`zero` is black for a raw-pixel model, grey for
+MobileNet); grey is the constant nearest RISE's mean colour that belongs to no dataset, and
+unlike black it is no extreme a model may have learned a class from. Grey is exactly 0 of
+inception's input: MobileNet's and Inception's deletion numbers are the same as with `zero`.
 """
 import numpy as np
 from scipy import ndimage
@@ -18,6 +29,9 @@ BLUR_KERNEL = 11  # RISE's insertion baseline: cv2.GaussianBlur(img, (11, 11), 5
 BLUR_SIGMA = 5.0
 
 MODES = ("deletion", "insertion")
+BASELINES = ("zero", "black", "grey", "mean", "blur")
+DEFAULT_BASELINES = {"deletion": "grey", "insertion": "blur"}
+GREY = 127.5  # the pixel value of `grey`: mid-way between black and white
 
 
 def pixel_order(saliency):
@@ -65,13 +79,45 @@ def blurred(net_input):
                                    truncate=truncate).astype(np.float32)
 
 
+def describe_baseline(name):
+    """'grey (pixels 127.5)': a baseline's name and what it is, for headers and pages."""
+    return "%s (%s)" % (name, {
+        "zero": "0 of the network input", "black": "pixels 0", "grey": "pixels %g" % GREY,
+        "mean": "the photo's mean colour",
+        "blur": "Gaussian %dx%d, sigma %g" % (BLUR_KERNEL, BLUR_KERNEL, BLUR_SIGMA)}[name])
+
+
+def baseline(name, net_input, preprocess=None):
+    """The baseline image `name` (one of BASELINES) of net_input, float32 (H, W, C).
+
+    `preprocess` maps float pixels (0..255) to the network input (a `Preprocessing`); `black`
+    and `grey` need it. `mean` is each channel's mean over the photo: the same as the mean
+    pixel preprocessed, since every preprocessing is affine per channel (so is the blur).
+    """
+    net_input = np.asarray(net_input, dtype=np.float32)
+    if name == "zero":
+        return np.zeros_like(net_input)
+    if name == "blur":
+        return blurred(net_input)
+    if name == "mean":
+        means = net_input.astype(np.float64).mean(axis=(0, 1))
+        return np.broadcast_to(means, net_input.shape).astype(np.float32)
+    if name in ("black", "grey"):
+        if preprocess is None:
+            raise ValueError("the %s baseline needs the preprocessing" % name)
+        pixels = np.full(net_input.shape, 0.0 if name == "black" else GREY, np.float32)
+        return np.asarray(preprocess(pixels), dtype=np.float32)
+    raise ValueError("baseline must be one of %s, got %r" % (", ".join(BASELINES), name))
+
+
 def curve_inputs(net_input, order, step, mode, start, stop, baseline=None):
     """The network inputs of curve points start..stop-1: float32 (stop - start, H, W, C).
 
     Point k changes the first min(k * step, N) pixels of `order` (N = H * W), in every channel.
-    "deletion": those pixels are 0, the rest as in net_input. "insertion": the input is
-    `baseline` (default `blurred(net_input)`; pass it to compute it once per image) with those
-    pixels restored from net_input. Point 0 is the untouched start, the last point changes all.
+    "deletion": those pixels take `baseline`'s values (default 0), the rest as in net_input.
+    "insertion": the input is `baseline` (default `blurred(net_input)`) with those pixels
+    restored from net_input. Pass the baseline to compute it once per image. Point 0 is the
+    untouched start, the last point changes all: deletion ends, insertion starts on `baseline`.
     """
     if mode not in MODES:
         raise ValueError("mode must be one of %s, got %r" % (", ".join(MODES), mode))
@@ -96,14 +142,14 @@ def curve_inputs(net_input, order, step, mode, start, stop, baseline=None):
         raise ValueError("order is not a permutation of the %d pixels" % num_pixels)
     counts = np.minimum(np.arange(start, stop) * step, num_pixels)
     changed = (rank.reshape(1, height, width) < counts[:, None, None])[..., None]
-    if mode == "deletion":
-        return np.where(changed, np.float32(0.0), net_input[None])
     if baseline is None:
-        baseline = blurred(net_input)
+        baseline = np.zeros_like(net_input) if mode == "deletion" else blurred(net_input)
     baseline = np.asarray(baseline, dtype=np.float32)
     if baseline.shape != net_input.shape:
         raise ValueError("baseline shape %s differs from the input's %s"
                          % (baseline.shape, net_input.shape))
+    if mode == "deletion":
+        return np.where(changed, baseline[None], net_input[None])
     return np.where(changed, net_input[None], baseline[None])
 
 

@@ -1,9 +1,11 @@
 """The evaluation's record: per-(photo, class) rows in evaluation.csv, the sanity checks' rows in
 sanity.csv (both appended photo by photo: a killed run keeps what it finished), the summary
-table printed at the end, and the plots (matplotlib, written atomically).
+table printed at the end, the run's settings and summary for its page (evaluation.json), and
+the plots (matplotlib, written atomically).
 """
 import csv
 import io
+import json
 import math
 import os
 
@@ -14,13 +16,18 @@ from guided_gradcam.evaluation.boxes import localisation_error
 from guided_gradcam.outputs.rendering import write_atomically
 
 EVALUATION_CSV, SANITY_CSV, PLOTS_DIR = "evaluation.csv", "sanity.csv", "plots"
+PAGE_DATA = "evaluation.json"  # the run's settings and summary, for its index.html
 SIMILARITIES = ("spearman_abs", "spearman_signed", "ssim", "hog")
 PER_MAP = ("faithfulness", "deletion", "insertion", "pointing")
 
 
+BASELINE_COLUMNS = ("baseline_deletion", "baseline_insertion")  # what each curve's pixels became
+SUMMARY_HEADER = ("map", "faithful ρ", "deletion ↓", "insertion ↑", "pointing")
+
+
 def evaluation_columns(maps):
     return (["input", "stem", "class_index", "class_name", "probability", "top1_localised",
-             "top5_localised", "error"]
+             "top5_localised", "error", *BASELINE_COLUMNS]
             + ["%s_%s" % (metric, name) for metric in PER_MAP for name in maps])
 
 
@@ -64,7 +71,8 @@ class Record:
             row = dict.fromkeys(self.columns, "")
             row.update(input=result.path, stem=result.stem, class_index=c.class_index,
                        class_name=c.class_name, probability=_number(c.probability),
-                       **localisation)
+                       **localisation, **{"baseline_" + mode: name
+                                          for mode, name in result.baselines.items()})
             for metric in PER_MAP:
                 for name, value in getattr(c, metric).items():
                     row["%s_%s" % (metric, name)] = _number(value)
@@ -120,16 +128,51 @@ def _cell(value, percent=False):
     return "%.1f%%" % (100 * value) if percent else "%.3f" % value
 
 
+def _all_zero(results, maps):
+    """The maps measured for some class but never with a number (ρ, deletion, insertion all
+    NaN): all zero for every evaluated class."""
+    classes = [c for r in results for c in r.classes]
+    zero = []
+    for name in maps:
+        values = [getattr(c, metric)[name] for c in classes
+                  for metric in ("faithfulness", "deletion", "insertion")
+                  if name in getattr(c, metric)]
+        if values and all(math.isnan(value) for value in values):
+            zero.append(name)
+    return zero
+
+
+def summary_table(results, maps):
+    """(rows, lines): the summary table's rows under SUMMARY_HEADER, one per map, each cell as
+    the console prints it ('-' for no number), and the lines printed below it. The run's page
+    shows the same strings."""
+    table, errors = summary(results, maps)
+    rows = [[name, _cell(table[name]["faithfulness"]), _cell(table[name]["deletion"]),
+             _cell(table[name]["insertion"]), _cell(table[name]["pointing"], percent=True)]
+            for name in maps]
+    lines = []
+    zero = _all_zero(results, maps)
+    for names, meaning in (([n for n in zero if "counterfactual" in n],
+                            "nothing speaks against the class"),
+                           ([n for n in zero if "counterfactual" not in n],
+                            "no positive evidence for the class")):
+        if names:
+            lines.append("note: - for %s: the map was all zero for every evaluated class (%s "
+                         "at this layer): it ranks no pixels, NaN in evaluation.csv"
+                         % (", ".join(names), meaning))
+    return rows, lines + _summary_lines(results, errors)
+
+
 def summary_text(results, maps):
     """The table printed at the end of a run."""
-    table, errors = summary(results, maps)
-    lines = ["%-24s %12s %12s %12s %9s" % ("map", "faithful ρ", "deletion ↓", "insertion ↑",
-                                           "pointing")]
-    for name in maps:
-        row = table[name]
-        lines.append("%-24s %12s %12s %12s %9s" % (
-            name, _cell(row["faithfulness"]), _cell(row["deletion"]), _cell(row["insertion"]),
-            _cell(row["pointing"], percent=True)))
+    rows, below = summary_table(results, maps)
+    return "\n".join(["%-24s %12s %12s %12s %9s" % tuple(row) for row in [SUMMARY_HEADER] + rows]
+                     + below)
+
+
+def _summary_lines(results, errors):
+    """The localisation error and the sanity checks' means, below the table."""
+    lines = []
     for k, (error, count) in errors.items():
         if count:
             lines.append("localisation error %s: %s of %d photo(s)"
@@ -149,7 +192,24 @@ def summary_text(results, maps):
             lines.append("  %-22s ρ %s / %s   SSIM %s / %s" % (
                 name, _cell(first["spearman_abs"]), _cell(last["spearman_abs"]),
                 _cell(first["ssim"]), _cell(last["ssim"])))
-    return "\n".join(lines)
+    return lines
+
+
+def write_page_data(output_dir, settings, results=None, maps=()):
+    """evaluation.json, what the run's index.html opens with (`run_index.write_html`): the
+    settings, [[name, value]], and the summary table once the run has one (None before: a run
+    stopped early shows its settings, never an older run's summary)."""
+    data = {"settings": [[str(name), str(value)] for name, value in settings], "summary": None}
+    if results is not None:
+        rows, lines = summary_table(results, maps)
+        data["summary"] = {"header": list(SUMMARY_HEADER), "rows": rows, "lines": lines}
+    text = json.dumps(data, ensure_ascii=False, indent=1)
+    path = os.path.join(output_dir, PAGE_DATA)
+    try:
+        write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+    except OSError as error:
+        raise GuidedGradCamError("cannot write %s: %s" % (path, error)) from None
+    return path
 
 
 # -- plots ------------------------------------------------------------------------------------
@@ -177,7 +237,10 @@ def plot_curves(result, class_result, path):
             if curve_mode == mode:
                 axis.plot(result.fractions, points, label="%s %.3f"
                           % (name, getattr(class_result, mode)[name]))
-        axis.set_title("%s: %s (%s)" % (mode, class_result.class_name, result.stem))
+        baseline = result.baselines.get(mode)
+        axis.set_title("%s%s: %s (%s)" % (
+            mode, "" if baseline is None else (" to %s" if mode == "deletion" else " from %s")
+            % baseline, class_result.class_name, result.stem))
         axis.set_xlabel("fraction of pixels %s" % ("deleted" if mode == "deletion"
                                                    else "inserted"))
         axis.legend(fontsize=7)

@@ -39,6 +39,13 @@ class Settings:
     seed: int = 0  # of the random weights
     randomisation: tuple = ("cascading", "independent")  # the sanity checks' modes
     tolerance: float = 15.0  # pointing game, in photo pixels
+    # What deletion sets the pixels to and what insertion starts from: deletion_insertion.BASELINES
+    deletion_baseline: str = deletion_insertion.DEFAULT_BASELINES["deletion"]
+    insertion_baseline: str = deletion_insertion.DEFAULT_BASELINES["insertion"]
+
+    @property
+    def baselines(self):
+        return {"deletion": self.deletion_baseline, "insertion": self.insertion_baseline}
 
 
 @dataclasses.dataclass
@@ -51,6 +58,9 @@ class ClassResult:
     deletion: dict = dataclasses.field(default_factory=dict)  # map → AUC
     insertion: dict = dataclasses.field(default_factory=dict)  # map → AUC
     curves: dict = dataclasses.field(default_factory=dict)  # (map, mode) → scores per point
+    # mode → the class's score of that mode's baseline image alone (what deletion ends on and
+    # insertion starts from), and of the photo ("photo"): the curves' scale
+    baseline_scores: dict = dataclasses.field(default_factory=dict)
     pointing: dict = dataclasses.field(default_factory=dict)  # map → hit (ground-truth classes)
     sanity: list = dataclasses.field(default_factory=list)  # SanityRow per step and map
 
@@ -79,6 +89,9 @@ class PhotoResult:
     explanations: list = dataclasses.field(default_factory=list)  # of each evaluated class
     error: str = None
     notes: list = dataclasses.field(default_factory=list)  # one line each, said once per photo
+    warnings: list = dataclasses.field(default_factory=list)  # numbers that may mislead
+    baselines: dict = dataclasses.field(default_factory=dict)  # mode → baseline name (measured)
+    box_file: str = None  # the VOC file read for the photo; None without (or without --boxes)
 
 
 def map_names(methods=("gradcam",), counterfactual=True):
@@ -125,12 +138,16 @@ def occlusion_deltas(explainer, net_input, classes, patch, stride, batch_size):
     return reference[None, :] - scores, positions
 
 
-def curve_scores(explainer, net_input, curves, step, batch_size):
+def curve_scores(explainer, net_input, curves, step, batch_size, baselines=None):
     """Deletion / insertion: curves = [(pixel order, mode, class index)] → scores (len(curves),
-    points). The points of all curves, one after another, fill runs of exactly batch_size."""
+    points). The points of all curves, one after another, fill runs of exactly batch_size.
+    baselines: {mode: image} (`deletion_insertion.baseline`), by default 0 for deletion and
+    the blur for insertion (`deletion_insertion.curve_inputs`)."""
     num_points = len(deletion_insertion.step_fractions(net_input.shape[0] * net_input.shape[1],
                                                        step))
-    baseline = deletion_insertion.blurred(net_input)
+    baselines = dict(baselines or {})
+    baselines.setdefault("deletion", np.zeros_like(net_input))
+    baselines.setdefault("insertion", deletion_insertion.blurred(net_input))
     total = len(curves) * num_points
     classes = np.repeat([c for _, _, c in curves], num_points)
     scores = np.empty(total)
@@ -142,7 +159,7 @@ def curve_scores(explainer, net_input, curves, step, batch_size):
             offset = curve * num_points
             pieces.append(deletion_insertion.curve_inputs(
                 net_input, order, step, mode, max(start, offset) - offset,
-                min(stop, offset + num_points) - offset, baseline=baseline))
+                min(stop, offset + num_points) - offset, baseline=baselines[mode]))
         batch = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         scores[start:stop] = _scores(explainer, batch)[np.arange(stop - start),
                                                        classes[start:stop]]
@@ -157,6 +174,10 @@ class Evaluator:
         if unknown:
             raise GuidedGradCamError("unknown metric %s; choose from %s"
                                      % (", ".join(unknown), ", ".join(METRICS)))
+        for mode, name in settings.baselines.items():
+            if name not in deletion_insertion.BASELINES:
+                raise GuidedGradCamError("unknown %s baseline %r; choose from %s" % (
+                    mode, name, ", ".join(deletion_insertion.BASELINES)))
         self.explainer = explainer
         self.settings = settings
         self.boxes_dir = boxes_dir
@@ -188,7 +209,7 @@ class Evaluator:
         predicted = [c.index for c in result.top5]
         classes = [explainer.labels.resolve(label) for label in labels or []] or (
             predicted[:1] or [0])  # regression: its one output
-        truth = self._ground_truth(stem, result.notes)
+        truth = self._ground_truth(stem, result)
         if truth is not None:
             classes += [c for c in {**truth[0], **truth[1]} if c not in classes]
         box_classes = ([c for c in predicted if c not in classes]
@@ -203,6 +224,8 @@ class Evaluator:
                            else float(explanation.probabilities[explanation.label]))
             result.classes.append(ClassResult(explanation.label, explanation.class_name,
                                               probability))
+        if {"faithfulness", "deletion"} & set(settings.metrics):
+            self._note_zero_maps(result, counterfactuals)
 
         if "faithfulness" in settings.metrics:
             self._faithfulness(net_input, classes, maps, result)
@@ -215,6 +238,21 @@ class Evaluator:
             self._sanity(network_input, classes, maps, result)
         return result
 
+    def _note_zero_maps(self, result, counterfactuals):
+        """A note for each all-zero Grad-CAM map (as inference.py gives): it ranks no pixels,
+        so its numbers and its guided version's are NaN, `-` in the summary."""
+        for explanation, counterfactual in zip(result.explanations, counterfactuals):
+            subject = ("y" if explanation.task == "regression"
+                       else self.explainer.labels.describe(explanation.label))
+            for mode, meaning, e in (("", "no positive evidence for", explanation),
+                                     ("counterfactual ", "nothing speaks against",
+                                      counterfactual)):
+                if e is not None and not e.cam_lowres.any():
+                    result.notes.append(
+                        "%s: the %sGrad-CAM map of %s is all zero: %s it at layer %s; its "
+                        "numbers and its guided map's are NaN (- in the summary)" % (
+                            result.path, mode, subject, meaning, self.explainer.layer))
+
     def _explain(self, network_input, classes, counterfactual=False):
         explanations = []
         for start in range(0, len(classes), self.settings.batch_size):
@@ -224,14 +262,15 @@ class Evaluator:
                 counterfactual=counterfactual, methods=self.settings.methods)
         return explanations
 
-    def _ground_truth(self, stem, notes):
+    def _ground_truth(self, stem, result):
         """({class: boxes}, {class: difficult boxes}) of the photo's VOC file; None without."""
         if self.boxes_dir is None:
             return None
         annotation = gt_boxes.find_annotation(self.boxes_dir, stem)
         if annotation is None:
             return None
-        notes.extend(annotation.notes)
+        result.box_file = annotation.path
+        result.notes.extend(annotation.notes)
         return gt_boxes.ground_truth(annotation, self.explainer.labels)
 
     def _faithfulness(self, net_input, classes, maps, result):
@@ -260,12 +299,37 @@ class Evaluator:
                 for mode in CURVE_MODES:
                     curves.append((order, mode, class_result.class_index))
                     keys.append((class_result, name, mode))
-        scores = curve_scores(self.explainer, net_input, curves, s.step, s.batch_size)
+        baselines = {mode: deletion_insertion.baseline(name, net_input,
+                                                       self.explainer.source.preprocessing)
+                     for mode, name in s.baselines.items()}
+        result.baselines = dict(s.baselines)
+        self._check_baselines(net_input, baselines, result)
+        scores = curve_scores(self.explainer, net_input, curves, s.step, s.batch_size, baselines)
         result.fractions = deletion_insertion.step_fractions(
             net_input.shape[0] * net_input.shape[1], s.step)
         for (class_result, name, mode), points in zip(keys, scores):
             class_result.curves[name, mode] = points
             getattr(class_result, mode)[name] = deletion_insertion.auc(points, result.fractions)
+
+    def _check_baselines(self, net_input, baselines, result):
+        """Each class's score of the photo and of each baseline alone; a warning where a
+        baseline alone already scores the class above the photo: deletion then ends above
+        where it starts, insertion starts above where it ends, whatever the map."""
+        scores = _scores(self.explainer, np.stack([net_input] + [baselines[mode]
+                                                                 for mode in CURVE_MODES]))
+        for class_result in result.classes:
+            photo, *alone = scores[:, class_result.class_index]
+            class_result.baseline_scores = dict(zip(CURVE_MODES, map(float, alone)),
+                                                photo=float(photo))
+            for mode, score in zip(CURVE_MODES, alone):
+                if score > photo:
+                    result.warnings.append(
+                        "%s: the %s %s baseline alone scores %s %.3g, above the photo's %.3g: "
+                        "%s AUC says more of the baseline than of the maps (--baseline %s=NAME)"
+                        % (result.path, result.baselines[mode], mode,
+                           self.explainer.labels.describe(class_result.class_index)
+                           if self.explainer.task != "regression" else "y", score, photo,
+                           mode, mode))
 
     def _localisation(self, cams, maps, truth, predicted, crop, result):
         """Top-1 / top-5 localisation (the Grad-CAM box of each predicted class) and the

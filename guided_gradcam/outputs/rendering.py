@@ -19,6 +19,23 @@ PANEL_TEXT = (0, 0, 0)
 PANEL_GAP = 8  # pixels between tiles and around the edge
 HEADING_FONT_SIZE = 20
 TITLE_FONT_SIZE = 16
+MIN_PICTURE_SIDE = 224  # smaller pictures (a 96x96 model's maps) are upscaled to at least this
+
+
+def display_scale(height, width, minimum=MIN_PICTURE_SIDE):
+    """The smallest integer factor that brings a picture's short side to `minimum` pixels or
+    more; 1 for a picture that is that large already."""
+    return max(1, -(-minimum // max(1, min(height, width))))
+
+
+def upscale(image, factor, resample=Image.NEAREST):
+    """A uint8 (H, W, 3) picture `factor` times larger: Image.NEAREST for maps (each value a
+    factor x factor block), Image.BILINEAR for a photo. factor 1 returns it unchanged."""
+    if factor == 1:
+        return image
+    height, width = image.shape[:2]
+    picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    return np.asarray(picture.resize((width * factor, height * factor), resample))
 
 
 def normalize_map(m):

@@ -4,7 +4,9 @@ index.csv gets one row per explanation once its files are written, and one per f
 each appended in one write of a whole line: a killed run leaves whole rows for exactly what it
 finished, and a resumed run appends. index.html is rebuilt from the whole CSV at the end of
 each run, or by `python -m guided_gradcam.outputs.run_index OUTPUT_DIR`: a static page with the data
-inline, sortable by probability, filterable by class, 100 entries a page.
+inline, sortable by probability, filterable by class, 100 entries a page. In an evaluation's
+folder it opens with the run's settings and summary table (evaluation.json), and each card
+shows its class's numbers (evaluation.csv) and links to its curve plot.
 """
 import csv
 import io
@@ -147,6 +149,7 @@ def _entry(row):
     # The panel, else the photo-sized Grad-CAM overlay, else no picture.
     thumb = next((name for name in (stem + "_panel.png", stem + "_gradcam.png")
                   if name in files), None)
+    curves = next((name for name in files if name.endswith("_curves.png")), None)
     if row["class_index"]:
         label = "%s (%s)" % (row["class_name"], row["class_index"])
     else:
@@ -154,19 +157,42 @@ def _entry(row):
     return {"stem": stem, "input": row["input"], "class": label, "class_index": row["class_index"],
             "p": _number(row["probability"]), "value": _number(row["value"]),
             "counterfactual": row["counterfactual"] == "true", "top5": row["top5"],
-            "thumb": thumb, "error": row["error"] or None}
+            "thumb": thumb, "curves": curves, "error": row["error"] or None}
 
 
-# The evaluation's numbers shown on a card (evaluation.csv beside index.csv), in this order.
-METRIC_COLUMNS = (("faithfulness_gradcam", "ρ Grad-CAM"), ("faithfulness_gbp", "ρ GBP"),
-                  ("faithfulness_guided_gradcam", "ρ Guided"),
-                  ("deletion_gradcam", "deletion Grad-CAM"),
-                  ("insertion_gradcam", "insertion Grad-CAM"),
-                  ("pointing_gradcam", "pointing Grad-CAM"), ("top1_localised", "localised top-1"))
+# The evaluation's numbers on a card (evaluation.csv beside index.csv): a row per map with a
+# column per metric (named as on the console's line of each photo), and the localisation.
+METRICS = (("faithfulness", "ρ"), ("deletion", "del ↓"), ("insertion", "ins ↑"),
+           ("pointing", "pointing"))
+
+
+def _shown(metric, text):
+    """A number as the console prints it (3 decimals; '-' for NaN, as in the summary), a
+    pointing game as hit / miss."""
+    if not text:
+        return ""
+    if metric == "pointing":
+        return {"true": "hit", "false": "miss"}.get(text, text)
+    value = float(text)
+    return "-" if value != value else "%.3f" % value
+
+
+def _card_metrics(row, maps):
+    """{header, rows, localised} of one evaluation.csv row: the maps and metrics it has."""
+    rows = [[name] + [_shown(metric, row.get("%s_%s" % (metric, name), ""))
+                      for metric, _ in METRICS] for name in maps]
+    rows = [cells for cells in rows if any(cells[1:])]
+    kept = [column for column in range(1, len(METRICS) + 1)
+            if any(cells[column] for cells in rows)]
+    localised = ", ".join("%s %s" % (k, {"true": "yes", "false": "no"}[row[k + "_localised"]])
+                          for k in ("top1", "top5") if row.get(k + "_localised"))
+    return {"header": ["map"] + [METRICS[column - 1][1] for column in kept],
+            "rows": [[cells[0]] + [cells[column] for column in kept] for cells in rows],
+            "localised": localised}
 
 
 def read_metrics(output_dir):
-    """{(input, class index): [[label, value]]} from the evaluation's evaluation.csv beside
+    """{(input, class index): card metrics} from the evaluation's evaluation.csv beside
     index.csv; {} without one. Keyed by the input path, never by stems: a photo named
     `cat_282.jpg` and the `cat_282` card of `cat.jpg` are two different things."""
     path = os.path.join(output_dir, "evaluation.csv")
@@ -174,26 +200,47 @@ def read_metrics(output_dir):
         return {}
     metrics = {}
     with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
+        reader = csv.DictReader(handle)
+        prefixes = tuple(metric + "_" for metric, _ in METRICS)
+        maps = list(dict.fromkeys(column.split("_", 1)[1] for column in reader.fieldnames or ()
+                                  if column.startswith(prefixes)))
+        for row in reader:
             if not row.get("class_index") or None in row.values():
                 continue
-            metrics[row["input"], row["class_index"]] = [
-                [label, row[column]] for column, label in METRIC_COLUMNS if row.get(column)]
+            metrics[row["input"], row["class_index"]] = _card_metrics(row, maps)
     return metrics
 
 
+def read_run(output_dir):
+    """The evaluation's settings and summary (evaluation.json, `evaluation.report.
+    write_page_data`) that its page opens with; None without one."""
+    path = os.path.join(output_dir, "evaluation.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise GuidedGradCamError("cannot read %s: %s" % (path, error)) from None
+
+
+def _script_json(data):
+    """JSON for a <script> block: "<" escaped, so no "</script>" or "<!--" ends it early."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+
+
 def write_html(output_dir):
-    """index.html from the whole index.csv (and the evaluation's metrics, when the folder has
-    them), written atomically; returns (path, entries)."""
+    """index.html from the whole index.csv (and, when the folder has them, the evaluation's
+    numbers on the cards and its settings and summary on top), written atomically; returns
+    (path, entries)."""
     entries = read_entries(os.path.join(output_dir, CSV_NAME))
     metrics = read_metrics(output_dir)
     for entry in entries:
         if not entry["counterfactual"]:
             entry["metrics"] = metrics.get((entry["input"], entry["class_index"]))
-    # "<" escaped in the JSON: no "</script>" or "<!--" can end the data block early.
-    data = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     title = "Guided Grad-CAM: %s" % os.path.basename(os.path.abspath(output_dir))
-    page = PAGE.replace("__TITLE__", escape(title)).replace("__ENTRIES__", data)
+    page = PAGE.replace("__TITLE__", escape(title)).replace(
+        "__RUN__", _script_json(read_run(output_dir))).replace("__ENTRIES__", _script_json(entries))
     path = os.path.join(output_dir, HTML_NAME)
     try:
         write_atomically(path, lambda handle: handle.write(page.encode("utf-8")))

@@ -1,6 +1,7 @@
 """The static page of a run's index.html: its data inline as JSON (`__ENTRIES__`), sorting,
-filtering and paging in plain JavaScript, state in the URL fragment; the evaluation's numbers as
-a small table on each card that has them."""
+filtering and paging in plain JavaScript, state in the URL fragment; an evaluation's settings
+and summary table on top (`__RUN__`, null for other runs), its numbers as a small table on each
+card that has them, with a link to the card's curve plot."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -16,10 +17,19 @@ figure img { display: block; width: 100%; height: auto }
 button[aria-pressed="true"], .score { font-weight: bold }
 .mode { color: #a40 } .error { color: #b00 }
 .metrics { font-size: 12px; border-collapse: collapse } .metrics th { text-align: left;
-  font-weight: normal; color: #555; padding-right: 1em }
+  font-weight: normal; color: #555; padding-right: 1em } .metrics td { padding-right: .8em }
 .stem, .input { color: #666; font-size: 12px; word-break: break-all }
+#run { padding: .6em 0 } #run h2 { font-size: 15px; margin: .6em 0 .3em }
+#run table { border-collapse: collapse; background: #fff }
+#run pre { margin: .4em 0; white-space: pre-wrap }
+#run th, #run td { border: 1px solid #ddd; padding: 2px 8px; text-align: left }
+#run-summary td { text-align: right }
 </style></head>
 <body>
+<section id="run" hidden>
+  <h2>Settings</h2><table id="settings"></table>
+  <h2>Summary</h2><table id="run-summary"></table><pre id="run-lines"></pre>
+</section>
 <header>
   <button data-sort="run">run order</button>
   <button data-sort="desc">probability &#8595;</button>
@@ -33,6 +43,7 @@ button[aria-pressed="true"], .score { font-weight: bold }
   <span id="summary"></span>
 </header>
 <main id="grid"></main>
+<script type="application/json" id="run-data">__RUN__</script>
 <script type="application/json" id="entries">__ENTRIES__</script>
 <script>
 "use strict";
@@ -90,6 +101,37 @@ function element(tag, className, text) {
   return node;
 }
 
+function table(className, header, rows) {
+  // A header row, then rows whose first cell names the row.
+  const node = element("table", className);
+  for (const [number, cells] of [header, ...rows].entries()) {
+    const row = element("tr");
+    cells.forEach((cell, i) => row.append(element(number === 0 || i === 0 ? "th" : "td", "",
+                                                  cell)));
+    node.append(row);
+  }
+  return node;
+}
+
+function showRun(run) {
+  // An evaluation's folder: its settings and summary table (evaluation.json) open the page.
+  if (!run) return;
+  for (const [name, value] of run.settings) {
+    const row = element("tr");
+    row.append(element("th", "", name), element("td", "", value));
+    $("settings").append(row);
+  }
+  if (run.summary) {
+    const summary = table("", run.summary.header, run.summary.rows);
+    summary.id = "run-summary";
+    $("run-summary").replaceWith(summary);
+    $("run-lines").textContent = run.summary.lines.join("\\n");
+  } else {
+    $("run-lines").textContent = "no summary: the run did not finish";
+  }
+  $("run").hidden = false;
+}
+
 function card(entry) {
   const figure = element("figure");
   figure.dataset.stem = entry.stem;
@@ -111,13 +153,16 @@ function card(entry) {
   if (entry.counterfactual) caption.append(" ", element("span", "mode", "counterfactual"));
   if (entry.error) caption.append(element("div", "error", entry.error));
   if (entry.metrics) {  // the evaluation's numbers (evaluation.csv beside index.csv)
-    const table = element("table", "metrics");
-    for (const [label, value] of entry.metrics) {
-      const row = element("tr");
-      row.append(element("th", "", label), element("td", "", value));
-      table.append(row);
+    caption.append(table("metrics", entry.metrics.header, entry.metrics.rows));
+    if (entry.metrics.localised) {
+      caption.append(element("div", "localised", "localised " + entry.metrics.localised));
     }
-    caption.append(table);
+  }
+  if (entry.curves) {  // plots/<stem>_curves.png: each part of the path encoded, not the "/"
+    const line = element("div"), link = element("a", "curves", "deletion / insertion curves");
+    link.href = entry.curves.split("/").map(encodeURIComponent).join("/");
+    line.append(link);
+    caption.append(line);
   }
   caption.append(element("div", "stem", entry.stem), element("div", "input", entry.input));
   if (entry.top5) caption.title = "top-5: " + entry.top5;
@@ -163,6 +208,7 @@ $("page").addEventListener("change",
 $("prev").addEventListener("click", () => update({page: state.page - 1}));
 $("next").addEventListener("click", () => update({page: state.page + 1}));
 window.addEventListener("hashchange", () => { readHash(); render(); });
+showRun(JSON.parse($("run-data").textContent));
 readHash();
 render();
 </script>

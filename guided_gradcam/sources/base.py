@@ -46,6 +46,9 @@ class ModelSource:
     input_shape: Tuple[Optional[int], Optional[int], Optional[int]] = (None, None, 3)
     fixed_input_size: bool = False  # fully connected layers need exactly the native size
     class_names: Optional[Tuple[str, ...]] = None  # the model's own class names, if it has them
+    # The model's own input-rescaling layers, described ('rescaling (Rescaling: x / 255)');
+    # () where it has none; None where the format cannot tell (a graph keeps no Keras layers)
+    rescaling: Optional[Tuple[str, ...]] = None
 
     def check_input_size(self, size=None):
         """(height, width, channels) to build with: `size` (h, w) or the model's own."""

@@ -147,6 +147,7 @@ class GraphDefSource(ModelSource):
         check_no_guided_ops_in_functions(graph_def, name)
         self.input_shape = input_shape or input_shape_of(graph_def, self.input_name)
         self.rename_scope = rename_scope  # raw scope → layer name users know (Keras)
+        self.rescaling = rescaling_scopes(graph_def)
 
     def place(self, net_input):
         input_map = {self.input_name: net_input}
@@ -168,6 +169,27 @@ class GraphDefSource(ModelSource):
         layers, aliases = scope_layers(scope, net_input, output, self.rename_scope)
         return PlacedModel(output=output, layers=layers, default_layer=default_layer(layers),
                            restore=lambda session: None, scope=scope, layer_aliases=aliases)
+
+
+KERAS_RESCALING_SCOPE = re.compile(r"^(rescaling|normalization)(_\d+)?$")
+
+
+def rescaling_scopes(graph_def):
+    """A graph keeps no Keras layers, but a SavedModel or frozen graph of a Keras model keeps
+    their names in its op names (`StatefulPartitionedCall/functional_1/rescaling_1/mul`): the
+    scopes named as Keras names its Rescaling and Normalization layers, described; None where
+    there is none (the graph cannot tell whether it rescales its input)."""
+    scopes = {}
+    for node in graph_def.node:
+        parts = node.name.split("/")[:-1]
+        for end, part in enumerate(parts, 1):
+            if KERAS_RESCALING_SCOPE.match(part):
+                kind = "Rescaling" if part.startswith("rescaling") else "Normalization"
+                scope = "/".join(p for p in parts[:end] if p != "StatefulPartitionedCall")
+                scopes.setdefault(scope, "%s (a scope named like a Keras %s layer)"
+                                  % (scope, kind))
+                break
+    return tuple(scopes.values()) or None
 
 
 def input_and_output_names(graph_def, name, input_name, output_name, feeds):

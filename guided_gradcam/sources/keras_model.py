@@ -52,6 +52,62 @@ def _layer_paths(model, prefix=()):
             yield from _layer_paths(layer, prefix + (layer.name,))
 
 
+def _numbers(value):
+    """A few numbers as text: '0.5', '(1, 2, 3)' (one number where all are equal); None for
+    more than 4 or anything unreadable (a Normalization layer never adapted)."""
+    import numpy as np
+
+    try:
+        array = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return None
+    if not 0 < array.size <= 4 or not np.isfinite(array).all():
+        return None
+    if np.all(array == array[0]):
+        return "%.4g" % array[0]
+    return "(%s)" % ", ".join("%.4g" % number for number in array)
+
+
+def _describe_rescaling(layer):
+    """What a Rescaling or Normalization layer computes: 'Rescaling: x / 255 - 1',
+    'Normalization: (x - (123.7, 116.8, 103.9)) / (58.4, 57.1, 57.4)'."""
+    import numpy as np
+
+    if type(layer).__name__ == "Rescaling":
+        scale, offset = _numbers(layer.scale), _numbers(layer.offset)
+        if scale is None or offset is None:
+            return "Rescaling: x * scale + offset"
+        first = float(np.ravel(np.asarray(layer.scale, dtype=np.float64))[0])
+        inverse = 1.0 / first if "(" not in scale and first else 0.0
+        divisor = round(inverse, 3)  # 1/255 → x / 255, 1/127.5 → x / 127.5
+        text = ("x / %g" % divisor if inverse and abs(divisor - inverse) <= 1e-6 * abs(inverse)
+                else "x * %s" % scale)
+        if offset != "0":
+            text += " - %s" % offset[1:] if offset.startswith("-") else " + %s" % offset
+        return "Rescaling: " + text
+    mean = _numbers(getattr(layer, "mean", None))
+    try:
+        std = _numbers(np.sqrt(np.asarray(layer.variance, dtype=np.float64)))
+    except (AttributeError, TypeError, ValueError):
+        std = None
+    if mean is None or std is None:
+        return "Normalization: (x - mean) / std"
+    return "Normalization: (x - %s) / %s" % (mean, std)
+
+
+def rescaling_layers(model, prefix=()):
+    """The model's own input-rescaling layers (Keras Rescaling and Normalization, inside nested
+    models too), each as 'path (what it computes)': `rescaling (Rescaling: x / 255)`."""
+    found = ()
+    for layer in model.layers:
+        path = prefix + (layer.name,)
+        if type(layer).__name__ in ("Rescaling", "Normalization"):
+            found += ("%s (%s)" % ("/".join(path), _describe_rescaling(layer)),)
+        if hasattr(layer, "layers"):
+            found += rescaling_layers(layer, path)
+    return found
+
+
 def scope_renamer(model):
     """raw traced scope → Keras layer path (None for scopes that are no layer)."""
     known = {path: "/".join(path) for path in _layer_paths(model)}
@@ -102,3 +158,5 @@ class KerasSource(GraphDefSource):
         super().__init__(graph_def, name, preprocessing, input_name=input_name,
                          output_name=output_name or outputs[0], rename_scope=scope_renamer(model),
                          input_shape=shape[1:], trust_model=trust_model)
+        with eager():
+            self.rescaling = rescaling_layers(model)  # a graph keeps no layers: read them here

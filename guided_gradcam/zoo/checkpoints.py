@@ -21,10 +21,22 @@ from guided_gradcam.errors import CheckpointError
 
 DEFAULT_CHECKPOINTS_DIR = "checkpoints"
 HOME_ENV = "GUIDED_GRADCAM_HOME"
-CONVERTER_HINT = (
-    "or convert the TF.js weights: "
-    "python -m guided_gradcam.zoo.convert_tfjs --model_dir ../shared/weights/mobilenet_v1_0.75_224_tfjs "
-    "--output checkpoints/mobilenet_v1_075/mobilenet_v1_0.75_224.ckpt")
+# The real MobileNet V1 0.75 weights (a TF.js export) sit beside a checkout of this project, in
+# ../shared/weights; a pip install has no checkout, and its users are not pointed there.
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHARED_WEIGHTS = os.path.join(CHECKOUT, os.pardir, "shared", "weights")
+TFJS_MOBILENET = "mobilenet_v1_0.75_224_tfjs"
+
+
+def converter_hint(network):
+    """How to convert the TF.js weights into `network`'s checkpoint, where they are here; ''
+    elsewhere (a pip install) and for other networks."""
+    tfjs = os.path.normpath(os.path.join(SHARED_WEIGHTS, TFJS_MOBILENET))
+    if network != "mobilenet_v1_075" or not os.path.isdir(tfjs):
+        return ""
+    shown = min(os.path.relpath(tfjs), tfjs, key=len)
+    return ("or convert the TF.js weights: python -m guided_gradcam.zoo.convert_tfjs --model_dir %s "
+            "--output checkpoints/mobilenet_v1_075/mobilenet_v1_0.75_224.ckpt" % shown)
 
 
 def guided_gradcam_home():
@@ -52,11 +64,14 @@ def locate_checkpoint(spec, checkpoint=None, checkpoints_dir=None, download=True
         prefix = find_checkpoint_prefix(directory, spec.checkpoint_name) if os.path.isdir(directory) else None
         if prefix:
             return prefix
-    hint = CONVERTER_HINT if spec.name == "mobilenet_v1_075" else ""
+    hint = converter_hint(spec.name)
     if not download:
-        raise CheckpointError("no checkpoint for %s in %s%s" % (
-            spec.name, " or ".join(os.path.join(f, spec.name) for f in searched),
-            hint and "; " + hint))
+        raise CheckpointError("no checkpoint for %s in %s; with downloads allowed the official "
+                              "archive %s is fetched, or unpack it into %s by hand%s" % (
+                                  spec.name, " or ".join(os.path.join(f, spec.name)
+                                                         for f in searched),
+                                  spec.checkpoint_url,
+                                  os.path.join(searched[0], spec.name), hint and "; " + hint))
     # Downloads go where the caller keeps checkpoints, else to the user's home for them.
     target = os.path.join(checkpoints_dir or home_checkpoints_dir(), spec.name)
     return download_checkpoint(spec.checkpoint_url, target, spec.checkpoint_name,

@@ -43,7 +43,7 @@ FLAG_LINE = re.compile(r"^  --(?:\[no\])?(\w+)(?:, -\S)? \(default: ([^;)]*)", r
 NOT_FOR_EVALUATION = {"outputs", "skip_existing", "num_shards", "shard_index", "counterfactual"}
 
 
-def run_evaluate(args, output_dir):
+def run_evaluate(args, output_dir, extra_env=None):
     """evaluate.py with `args`, writing into output_dir, as a user runs it: TF's own log level
     left unset, so the CLI's quieting is what keeps stderr clean. OpenBLAS gets one thread:
     two runs share the two cores, and its threads spinning against each other made the sanity
@@ -51,6 +51,7 @@ def run_evaluate(args, output_dir):
     env = {k: v for k, v in os.environ.items()
            if k not in ("GUIDED_GRADCAM_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")}
     env["OPENBLAS_NUM_THREADS"] = "1"
+    env.update(extra_env or {})
     completed = subprocess.run(
         [sys.executable, "evaluate.py", *map(str, args), "--output_dir", str(output_dir)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -77,6 +78,15 @@ def broken_boxes(folder):
     return folder
 
 
+def broken_scipy(folder):
+    """A folder that, first on PYTHONPATH, makes `import scipy` fail for real, as it does
+    after `pip install guided-gradcam` without the extra (nothing in the venv is touched)."""
+    (folder / "scipy").mkdir(parents=True)
+    (folder / "scipy" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'scipy'\", name='scipy')\n")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     for path in (CAT, COFFEE, BOXES / "cat.xml", BOXES / "coffee.xml"):
@@ -84,13 +94,17 @@ def runs(tmp_path_factory):
     assert Path(str(CHECKPOINT) + ".index").is_file(), f"run `make checkpoint`: no {CHECKPOINT}"
     base = tmp_path_factory.mktemp("evaluate")
     photos = ["--image", "images/cat.jpg", "--image", "images/coffee.jpg"]  # as typed in REPO
-    same = ["--image", "images/cat.jpg", "--label", "282", "--label", "285", "--metrics",
-            "faithfulness,deletion", "--noplots"] + CHEAP
+    shutil.copy(CAT, base / "stray.jpg")  # a photo without a box file
+    # Digital clock (530): what MobileNet calls a black image, p 0.05, against 7e-9 for the
+    # cat photo: its black deletion baseline alone scores above the photo.
+    same = ["--image", "images/cat.jpg", "--label", "282", "--label", "285", "--label", "530",
+            "--metrics", "faithfulness,deletion", "--baseline", "deletion=black",
+            "--noplots"] + CHEAP
     cat = ["--image", "images/cat.jpg"]
     commands = {  # slowest first: two run at a time
         "shared": photos + ["--boxes", "images/boxes"] + CHEAP,  # every metric, sanity included
-        "broken_xml": photos + ["--boxes", broken_boxes(base / "broken_boxes"),
-                                "--metrics", "localisation"],
+        "broken_xml": photos + ["--image", base / "stray.jpg", "--boxes",
+                                broken_boxes(base / "broken_boxes"), "--metrics", "localisation"],
         "same_1": same,
         "same_2": same,
         # These fail before the network is built (~1 s each); were they to run, cheaply.
@@ -99,10 +113,15 @@ def runs(tmp_path_factory):
                                 "localisation", "--noplots"],
         "outputs_flag": cat + ["--outputs", "png", "--metrics", "faithfulness", "--noplots"]
         + CHEAP,
+        "bad_baseline": cat + ["--metrics", "deletion", "--baseline", "deletion=purple",
+                               "--noplots"] + CHEAP,
         "no_image": ["--metrics", "faithfulness", "--noplots"],
+        "no_scipy": cat + ["--metrics", "deletion"] + CHEAP,
     }
+    path = [str(broken_scipy(base / "no_scipy_path")), os.environ.get("PYTHONPATH")]
+    environments = {"no_scipy": {"PYTHONPATH": os.pathsep.join(filter(None, path))}}
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        yield Runs({name: pool.submit(run_evaluate, args, base / name)
+        yield Runs({name: pool.submit(run_evaluate, args, base / name, environments.get(name))
                     for name, args in commands.items()})
 
 
@@ -114,6 +133,31 @@ def read_csv(path):
 def assert_clean_stderr(run):
     assert "Traceback" not in run.stderr, run.stderr
     assert not TF_CHATTER.search(run.stderr), run.stderr
+
+
+def page_data(path, block):
+    """The JSON data block `block` of a run's index.html."""
+    page = Path(path).read_text(encoding="utf-8")
+    start = page.index('<script type="application/json" id="%s">' % block)
+    return json.loads(page[page.index(">", start) + 1:page.index("</script>", start)])
+
+
+def console_numbers(stdout):
+    """{(input, class index): {metric: {map: text}}} from each photo's line on the console:
+    `images/cat.jpg: tiger cat (282): ρ gradcam=0.408 ...; del ...; ins ... | ...`."""
+    numbers, metric = {}, {"ρ": "faithfulness", "del": "deletion", "ins": "insertion"}
+    for line in stdout.splitlines():
+        match = re.match(r"(images/\w+\.jpg): (.*)", line)
+        if not match:
+            continue
+        for part in match.group(2).split(" | "):
+            name, index, rest = re.match(r"(.*) \((\d+)\): (.*)", part).groups()
+            for group in rest.split("; "):
+                short, *pairs = group.split(" ")
+                if short in metric:
+                    numbers.setdefault((match.group(1), index), {})[metric[short]] = dict(
+                        pair.split("=") for pair in pairs)
+    return numbers
 
 
 def assert_png(path):
@@ -136,12 +180,14 @@ def test_evaluation_csv_has_one_row_per_evaluated_class_in_range(runs):
     assert [(row["stem"], row["class_index"], row["class_name"]) for row in rows] == CLASSES
     assert list(rows[0]) == (
         ["input", "stem", "class_index", "class_name", "probability", "top1_localised",
-         "top5_localised", "error"]
+         "top5_localised", "error", "baseline_deletion", "baseline_insertion"]
         + ["%s_%s" % (metric, name) for metric in ("faithfulness", "deletion", "insertion",
                                                    "pointing") for name in MAPS])
     for row in rows:
         where = (row["stem"], row["class_index"])
         assert row["input"] == "images/%s.jpg" % row["stem"] and row["error"] == "", row
+        # The defaults, as RISE: deletion to a constant (grey), insertion from the blur.
+        assert (row["baseline_deletion"], row["baseline_insertion"]) == ("grey", "blur"), row
         assert 0 < float(row["probability"]) <= 1, row
         for name in MAPS:
             rho = float(row["faithfulness_" + name])
@@ -222,23 +268,29 @@ def test_plots_panels_and_the_index_page_with_the_metrics(runs):
             class_index, class_name, "false", "")
         assert row["files"].split(";") == [row["stem"] + "_panel.png",
                                            "plots/%s_curves.png" % row["stem"]]
-    page = (out / "index.html").read_text(encoding="utf-8")
-    for label in ("ρ Grad-CAM", "ρ GBP", "ρ Guided", "deletion Grad-CAM", "insertion Grad-CAM",
-                  "pointing Grad-CAM", "localised top-1"):
-        assert label in page, label
-    start = page.index('<script type="application/json" id="entries">')
-    entries = json.loads(page[page.index(">", start) + 1:page.index("</script>", start)])
+    entries = page_data(out / "index.html", "entries")
     evaluation = {"%s_%s" % (row["stem"], row["class_index"]): row
                   for row in read_csv(out / "evaluation.csv")}
+    console = console_numbers(run.stdout)
     assert [entry["stem"] for entry in entries] == stems
-    for entry in entries:  # each card shows its own class's numbers
-        shown = dict(entry["metrics"])
+    for entry in entries:  # each card shows its own class's numbers, links its curves
         row = evaluation[entry["stem"]]
-        assert shown["ρ Grad-CAM"] == row["faithfulness_gradcam"]
-        assert shown["deletion Grad-CAM"] == row["deletion_gradcam"]
-        assert shown["insertion Grad-CAM"] == row["insertion_gradcam"]
-        assert shown["localised top-1"] == row["top1_localised"]
-        assert shown.get("pointing Grad-CAM", "") == row["pointing_gradcam"]
+        assert entry["curves"] == "plots/%s_curves.png" % entry["stem"]
+        metrics = entry["metrics"]
+        pointing = (row["stem"], row["class_index"]) in GROUND_TRUTH  # a column only then
+        assert metrics["header"] == ["map", "ρ", "del ↓", "ins ↑"] + (
+            ["pointing"] if pointing else [])
+        assert [cells[0] for cells in metrics["rows"]] == list(MAPS)  # deletion for every map
+        for name, *cells in metrics["rows"]:
+            for metric, shown in zip(("faithfulness", "deletion", "insertion"), cells):
+                value = float(row["%s_%s" % (metric, name)])  # 3 decimals, "-" for NaN
+                assert shown == ("-" if math.isnan(value) else "%.3f" % value), (name, metric)
+                if name in FACTUAL:  # the same string as the photo's line on the console
+                    assert shown == console[row["input"], row["class_index"]][metric][name]
+            assert cells[3:] == ([{"true": "hit", "false": "miss", "": ""}[
+                row["pointing_" + name]]] if pointing else [])
+        assert metrics["localised"] == "top1 %s, top5 %s" % tuple(
+            {"true": "yes", "false": "no"}[row[k + "_localised"]] for k in ("top1", "top5"))
 
 
 def test_the_summary_table_names_every_map(runs):
@@ -259,6 +311,87 @@ def test_the_summary_table_names_every_map(runs):
     for stem in ("cat", "coffee"):  # each photo's own line before the table
         assert any(line.startswith("images/%s.jpg: " % stem) for line in lines[:header])
 
+    # The run's page opens with the same table and lines, cell for cell, and the settings.
+    data = page_data(run.output_dir / "index.html", "run-data")
+    summary = data["summary"]
+    assert summary["header"] == ["map", "faithful ρ", "deletion ↓", "insertion ↑", "pointing"]
+    assert " ".join(summary["header"]).split() == lines[header].split()
+    assert summary["rows"] == [line.split() for line in table]
+    assert summary["lines"] == lines[header + 1 + len(MAPS):]  # the summary ends the output
+    settings = dict(data["settings"])
+    assert list(settings)[:5] == ["network", "checkpoint", "input", "preprocessing",
+                                  "Grad-CAM layer"]
+    assert (settings["network"], settings["input"], settings["Grad-CAM layer"]) == (
+        "mobilenet_v1_075 (classification)", "224x224x3", "Conv2d_13_pointwise")
+    assert (settings["deletion"], settings["insertion"]) == (
+        "to grey (pixels 127.5)", "from blur (Gaussian 11x11, sigma 5)")
+
+
+def test_the_run_header_names_the_baselines_and_a_folder_shows_its_progress(runs):
+    run = runs["shared"]
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[1] == (
+        "evaluation: metrics faithfulness,deletion,localisation,sanity; occlusion patch 56, "
+        "stride 56; deletion to grey (pixels 127.5); insertion from blur (Gaussian 11x11, "
+        "sigma 5); step 12544 pixels; boxes images/boxes; pointing tolerance 15 photo pixels; "
+        "sanity cascading and independent randomisation, seed 0; batch size 16")
+    # inference.py's progress line on stderr: after the first photo (whose 56 randomisation
+    # steps take 12 s alone, 20 s beside another run: past the line's 5 s interval), then done.
+    progress = [line for line in run.stderr.splitlines() if line.startswith("progress: ")]
+    assert len(progress) == 2, run.stderr
+    assert re.fullmatch(r"progress: 1/2 images, \d+\.\d images/s, \d\d:\d\d:\d\d left",
+                        progress[0]), progress
+    assert re.fullmatch(r"progress: 2/2 images, \d+\.\d images/s, done in \d+\.\d\d s",
+                        progress[1]), progress
+    assert run.stderr.splitlines() == progress  # nothing else on stderr
+    other = runs["same_1"]
+    assert "; deletion to black (pixels 0); insertion from blur (Gaussian 11x11, sigma 5); " in (
+        other.stdout.splitlines()[1])
+    assert not any(line.startswith("progress") for line in other.stderr.splitlines())  # 1 photo
+
+
+def test_all_zero_maps_are_noted_and_their_summary_rows_explained(runs):
+    """As inference.py does: a note for each all-zero counterfactual map (NaN in the CSV), here
+    every class's, so the summary's counterfactual rows are '-' with a note saying why."""
+    run = runs["shared"]
+    assert run.returncode == 0, run.stderr
+    rows = read_csv(run.output_dir / "evaluation.csv")
+    expected = ["note: %s: the counterfactual Grad-CAM map of %s (%s) is all zero: nothing "
+                "speaks against it at layer Conv2d_13_pointwise; its numbers and its guided "
+                "map's are NaN (- in the summary)" % (row["input"], row["class_name"],
+                                                      row["class_index"])
+                for row in rows if math.isnan(float(row["deletion_counterfactual"]))]
+    notes = [line for line in run.stdout.splitlines() if "is all zero" in line]
+    assert notes == expected and len(expected) == len(CLASSES), run.stdout
+    for line in run.stdout.splitlines():
+        if line.split()[:1] in (["counterfactual"], ["guided_counterfactual"]):
+            assert line.split()[1:] == ["-"] * 4, line
+    assert ("note: - for counterfactual, guided_counterfactual: the map was all zero for every "
+            "evaluated class (nothing speaks against the class at this layer): it ranks no "
+            "pixels, NaN in evaluation.csv") in run.stdout.splitlines()
+
+
+def test_a_baseline_scored_above_the_photo_is_one_warning_line(runs):
+    """--baseline deletion=black keeps insertion's blur; the model scores a black image as a
+    digital clock far above the cat photo: one warning line, its numbers the CSV's."""
+    run = runs["same_1"]
+    assert run.returncode == 0, run.stderr
+    rows = {row["class_index"]: row for row in read_csv(run.output_dir / "evaluation.csv")}
+    assert {(row["baseline_deletion"], row["baseline_insertion"]) for row in rows.values()} == {
+        ("black", "blur")}
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings and run.stderr.splitlines() == warnings, run.stderr
+    deletion = re.fullmatch(
+        r"warning: images/cat\.jpg: the black deletion baseline alone scores digital clock "
+        r"\(530\) (\S+), above the photo's (\S+): deletion AUC says more of the baseline than "
+        r"of the maps \(--baseline deletion=NAME\)", warnings[0])
+    assert deletion, warnings
+    alone, photo = map(float, deletion.groups())
+    assert alone > photo
+    # 3 significant digits of the photo's probability (the CSV's from another batch: rel 5e-3)
+    assert photo == pytest.approx(float(rows["530"]["probability"]), rel=5e-3)
+    assert all("digital clock (530)" in line for line in warnings), warnings  # not the cats
+
 
 # --- errors --------------------------------------------------------------------------------------
 
@@ -267,6 +400,8 @@ def test_the_summary_table_names_every_map(runs):
     ("unknown_metric", ["--metrics", "beauty"]),
     ("missing_boxes", ["--boxes", "no_such_folder"]),
     ("outputs_flag", ["--outputs", "not a flag of the evaluation"]),
+    ("bad_baseline", ["--baseline", "deletion=NAME,insertion=NAME", "zero, black, grey, mean, "
+                      "blur", "'deletion=purple'"]),
     ("no_image", ["--image"]),
 ])
 def test_bad_input_is_a_one_line_error(runs, name, words):
@@ -280,31 +415,49 @@ def test_bad_input_is_a_one_line_error(runs, name, words):
     assert not run.output_dir.exists() or not os.listdir(run.output_dir)  # refused before work
 
 
+def test_without_the_extra_one_line_names_it(runs):
+    """`import scipy` fails (a package on PYTHONPATH that raises, as a missing one does): one
+    line naming the extra to install, exit code 1, before TensorFlow or any work."""
+    run = runs["no_scipy"]
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    assert run.stderr == ("error: the evaluation needs SciPy, scikit-image and matplotlib: "
+                          "pip install 'guided-gradcam[evaluate]' (No module named 'scipy')\n")
+    assert run.stdout == ""
+    assert not run.output_dir.exists() or not os.listdir(run.output_dir)
+
+
 def test_a_broken_annotation_costs_only_its_photo(runs):
     run = runs["broken_xml"]
     assert run.returncode == 1, run.stderr
     assert_clean_stderr(run)
-    errors = run.stderr.splitlines()
+    errors = [line for line in run.stderr.splitlines() if not line.startswith("progress: ")]
     assert all(line.startswith("error: ") for line in errors), run.stderr
     about_cat = [line for line in errors if "cat.xml" in line]
     assert len(about_cat) == 1, run.stderr
     assert str(Path("broken_boxes") / "cat.xml") in about_cat[0]
-    assert errors[-1] == "error: 1 of 2 inputs failed", run.stderr
+    assert errors[-1] == "error: 1 of 3 inputs failed", run.stderr
     rows = read_csv(run.output_dir / "evaluation.csv")
     assert [(row["stem"], row["class_index"]) for row in rows] == [
-        ("cat", ""), ("coffee", "967"), ("coffee", "968")]
+        ("cat", ""), ("coffee", "967"), ("coffee", "968"), ("stray", "285")]
     assert "cat.xml" in rows[0]["error"]
-    for row in rows[1:]:  # the other photo fully measured
+    for row in rows[1:3]:  # the other photo fully measured
         assert row["error"] == "" and row["top1_localised"] in ("true", "false"), row
         assert all(row["pointing_" + name] in ("true", "false") for name in FACTUAL), row
+    # The photo without a box file: its top-1 only, no localisation or pointing.
+    assert all(value == "" for key, value in rows[3].items() if key.endswith("localised")
+               or key.startswith("pointing_")), rows[3]
     index = read_csv(run.output_dir / "index.csv")
     assert [(row["stem"], bool(row["error"])) for row in index] == [
-        ("cat", True), ("coffee_967", False), ("coffee_968", False)]
-    # The 0-based border box is read, with one note, and coffee is measured.
+        ("cat", True), ("coffee_967", False), ("coffee_968", False), ("stray_285", False)]
+    # The 0-based border box is read, with one note, and coffee is measured; the photo
+    # without a box file is said once, at the end.
     notes = [line for line in run.stdout.splitlines() if line.startswith("note: ")]
     assert notes == ["note: annotation %s: object 2 ('n07930864') starts at xmin 0 ymin 19: "
                      "read as the photo's first pixel (VOC pixels are 1-based)"
-                     % (run.output_dir.parent / "broken_boxes" / "coffee.xml")], run.stdout
+                     % (run.output_dir.parent / "broken_boxes" / "coffee.xml"),
+                     "note: 1 of 2 photos had no box file in %s (<stem>.xml): no ground-truth "
+                     "classes, localisation or pointing game for them"
+                     % (run.output_dir.parent / "broken_boxes")], run.stdout
 
 
 # --- help and determinism ----------------------------------------------------------------------
@@ -325,9 +478,14 @@ def test_help_lists_the_evaluations_flags_and_the_shared_model_flags():
     assert set(own) <= set(listed), sorted(set(own) - set(listed))
     assert not NOT_FOR_EVALUATION & set(listed), NOT_FOR_EVALUATION & set(listed)
     assert "verbosity" not in listed and "helpfull" not in listed  # no absl flags
-    assert (listed["output_dir"], listed["metrics"], listed["plots"]) == (
-        "evaluation", "faithfulness,deletion,localisation,sanity", "true")
-
+    assert (listed["output_dir"], listed["metrics"], listed["plots"], listed["baseline"]) == (
+        "evaluation", "faithfulness,deletion,localisation,sanity", "true",
+        "deletion=grey,insertion=blur")
+    # What it writes (never an .npz), and the extra it needs.
+    assert ".npz" not in result.stdout, result.stdout
+    output_dir = result.stdout[result.stdout.index("  --output_dir"):].split("\n  --")[0]
+    assert "evaluation.csv" in output_dir and "index.html" in output_dir, output_dir
+    assert "pip install 'guided-gradcam[evaluate]'" in result.stdout
 
 def test_the_same_arguments_give_a_byte_identical_evaluation_csv(runs):
     first, second = runs["same_1"], runs["same_2"]
@@ -336,6 +494,6 @@ def test_the_same_arguments_give_a_byte_identical_evaluation_csv(runs):
     data = (first.output_dir / "evaluation.csv").read_bytes()
     assert data == (second.output_dir / "evaluation.csv").read_bytes()
     rows = read_csv(first.output_dir / "evaluation.csv")
-    assert [row["class_index"] for row in rows] == ["282", "285"]
+    assert [row["class_index"] for row in rows] == ["282", "285", "530"]
     assert all(row["faithfulness_gradcam"] and row["insertion_gbp"] for row in rows)
     assert all(row["pointing_gradcam"] == "" for row in rows)  # no boxes, no pointing game

@@ -151,6 +151,9 @@ def test_happy_path_prints_top5_and_writes_all_files(runs):
     assert "explained tiger cat (282)" in run.stdout
     assert set(os.listdir(run.output_dir)) == output_names("cat_dog") | INDEX_NAMES
     out = run.output_dir
+    # A one-image run says where its files went.
+    assert run.stdout.splitlines()[-1] == "wrote %s, %s" % (out / "cat_dog_*.png",
+                                                            out / "cat_dog.npz"), run.stdout
     assert png_size(out / "cat_dog_gradcam.png") == (640, 480)  # overlaid on the whole photo
     assert png_size(out / "cat_dog_gbp.png") == (224, 224)
     assert png_size(out / "cat_dog_guided_gradcam.png") == (224, 224)
@@ -212,7 +215,16 @@ def test_several_labels_are_explained_in_one_run_into_their_own_files(runs):
     assert (int(cat["label"]), int(dog["label"])) == (282, 243)
     np.testing.assert_array_equal(cat["logits"], dog["logits"])  # one photo, one forward pass
     assert np.abs(cat["cam"] - dog["cam"]).max() > 0.1
-    assert "explained tiger cat (282)" in run.stdout and "explained bull mastiff (243)" in run.stdout
+    # The photo's top-5 once, then one line per explained label, then where the files went.
+    photo = str(CAT_DOG)
+    lines = run.stdout.splitlines()[1:]
+    assert len(lines) == 4 and lines[0].startswith(photo + ": top-5: tiger cat (282) "), lines
+    assert lines[1:3] == [photo + ": explained tiger cat (282)",
+                          photo + ": explained bull mastiff (243)"], lines
+    out = run.output_dir
+    assert lines[3] == "wrote " + ", ".join(str(out / name) for name in (
+        "cat_dog_282_panel.png", "cat_dog_282.npz", "cat_dog_243_panel.png",
+        "cat_dog_243.npz")), lines
 
 
 def test_the_cam_family_is_written_per_method(runs):
@@ -273,6 +285,8 @@ def test_folder_run_reports_each_bad_file_once_and_goes_on(runs):
                                                           INDEX_NAMES)
     assert run.stdout.count("top-5:") == len(GOOD_STEMS), run.stdout
     assert run.stdout.count("explained tiger cat (282)") == len(GOOD_STEMS), run.stdout
+    assert run.stdout.splitlines()[-1] == (
+        "wrote the outputs of 6 images into %s (index.html lists them)" % run.output_dir)
 
 
 def test_folder_run_records_every_input_in_its_index(runs):
@@ -323,7 +337,6 @@ def test_batch_of_many_matches_a_batch_of_one(runs):
     ("unknown_name", ["unknown class name 'not a class'"]),
     ("ambiguous_name", ["ambiguous", "134", "517"]),
     ("unknown_network", ["unknown network 'resnet_v9'", "mobilenet_v1_075"]),
-    ("unknown_layer", ["unknown layer 'Conv2d_99'", "Conv2d_13_pointwise"]),
     ("missing_image", ["no such file or folder", "nope.jpg"]),
     ("no_image_flag", ["--image"]),
     ("wrong_depth", ["does not fit network mobilenet_v1", "other shapes", "[24] != [32]"]),
@@ -346,6 +359,62 @@ def test_fatal_input_is_one_error_line(runs, name, expected):
         assert text in lines[0], (text, lines[0])
     assert run.stdout == ""
     assert not run.output_dir.exists() or not os.listdir(run.output_dir)
+
+
+def test_unknown_layer_lists_every_layer_one_a_line_with_its_size_nearest_first(runs):
+    run = runs["unknown_layer"]
+    assert run.returncode == 1, run.stdout
+    assert_clean_stderr(run)
+    first, *listing = run.stderr.splitlines()
+    assert first.startswith("error: unknown layer 'Conv2d_99'; the 28 valid layers "), first
+    rows = [re.fullmatch(r"  (\S+) +(\d+)x(\d+)x(\d+)", line) for line in listing]
+    assert all(rows), listing
+    sizes = {row[1]: tuple(int(row[i]) for i in (2, 3, 4)) for row in rows}
+    # MobileNet V1 0.75 at 224: stride 2 at blocks 0, 2, 4, 6 and 12; depth 0.75 x 32..1024
+    expected = {"Conv2d_0": (112, 112, 24), "Conv2d_1_pointwise": (112, 112, 48),
+                "Conv2d_2_depthwise": (56, 56, 48), "Conv2d_9_pointwise": (14, 14, 384),
+                "Conv2d_12_depthwise": (7, 7, 384), "Conv2d_13_pointwise": (7, 7, 768)}
+    assert len(sizes) == len(listing) == 28 and expected.items() <= sizes.items(), sizes
+    names = list(sizes)  # nearest first: the 9th block among the first three, the 13th later
+    assert {"Conv2d_9_depthwise", "Conv2d_9_pointwise"} <= set(names[:3]), names
+    assert names.index("Conv2d_13_pointwise") > 3, names
+    assert run.stdout == "" and not os.listdir(run.output_dir)
+
+
+def _explanation(probabilities, label=0, counterfactual=False, cam_lowres=None):
+    from guided_gradcam.explainer import Explanation
+
+    maps = np.zeros((4, 4), np.float32)
+    probabilities = np.asarray(probabilities, np.float32)
+    return Explanation(
+        label=label, logits=np.log(probabilities), probabilities=probabilities,
+        cam_lowres=maps[::2, ::2] if cam_lowres is None else cam_lowres, cam=maps,
+        gbp=np.zeros((4, 4, 3), np.float32), guided_gradcam=np.zeros((4, 4, 3), np.float32),
+        image=np.zeros((4, 4, 3), np.uint8), counterfactual=counterfactual,
+        class_names=tuple("class %d" % i for i in range(len(probabilities))))
+
+
+def test_result_lines_say_top_k_once_per_image_and_what_an_all_zero_map_means(capsys):
+    from guided_gradcam.cli.explain import ResultPrinter
+    from guided_gradcam.labels import LabelSpace
+    from guided_gradcam.cli.pipeline import Job, Target
+
+    labels = LabelSpace(2)
+    printer = ResultPrinter("features")
+    alone = Job("a.png", "a")
+    printer(alone, _explanation([0.25, 0.75], label=1, cam_lowres=np.ones((2, 2))), labels)
+    two = Job("b.png", "b", (Target(0, "_0"), Target(1, "_1")))
+    for label in (0, 1):  # a factual and a counterfactual all-zero map
+        printer(two, _explanation([0.625, 0.375], label, counterfactual=label == 1), labels)
+    assert capsys.readouterr().out.splitlines() == [
+        "a.png: top-2: class 1 (1) 0.750, class 0 (0) 0.250; explained class 1 (1)",
+        "b.png: top-2: class 0 (0) 0.625, class 1 (1) 0.375",
+        "b.png: explained class 0 (0)",
+        "note: b.png: the Grad-CAM map is all zero: no positive evidence for class 0 at layer "
+        "features",
+        "b.png: explained counterfactual class 1 (1)",
+        "note: b.png: the counterfactual Grad-CAM map is all zero: nothing speaks against "
+        "class 1 at layer features"]
 
 
 # --- atomic writes ----------------------------------------------------------------------------

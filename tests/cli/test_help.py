@@ -44,6 +44,15 @@ def test_help_lists_exactly_the_tools_flags_with_defaults(option):
     assert "repeat this option" not in result.stdout  # absl's suffix, said as "repeatable"
 
 
+def test_methods_help_says_the_order_is_kept_and_gradcams_fields_are_always_filled():
+    text = cli.help_text("inference.py")
+    block = text[text.index("\n  --methods "):]
+    methods = " ".join(block[:block.index("\n  --", 1)].split())  # the flag's help, unwrapped
+    assert "The panel shows them in the order given." in methods, methods
+    assert ("Grad-CAM's fields are always filled, asked or not (cam, cam_lowres, "
+            "guided_gradcam)") in methods, methods
+
+
 def test_a_flag_defined_later_is_listed():
     flags.DEFINE_integer("help_test_flag", 7, "Defined by the test.",
                          module_name="guided_gradcam.cli.explain")

@@ -191,6 +191,17 @@ def test_class_index_in_a_label_space_of_ones_own():
         class_index("n02123159", LabelSpace(1000, tuple("class %d" % i for i in range(1000))))
 
 
+def test_an_unknown_class_name_in_a_box_file_names_the_file_and_close_names(tmp_path):
+    """One's own classes written otherwise in the XML: the error says which file and which
+    object, and suggests the close names as --label does."""
+    path = _xml(tmp_path, "<annotation>%s%s</annotation>" % (
+        _object("top-left", 1, 1, 5, 5), _object("bottomright", 6, 6, 9, 9)), "squares.xml")
+    with pytest.raises(GuidedGradCamError) as error:
+        ground_truth(read_voc_xml(path), LabelSpace(2, ("top-left", "bottom-right")))
+    assert str(error.value) == ("annotation %s: object 2: unknown class name 'bottomright'; did "
+                                "you mean: bottom-right (1)" % path)
+
+
 def test_unknown_names_and_wnids_are_errors():
     with pytest.raises(GuidedGradCamError, match="did you mean: .*tiger cat"):
         class_index("tiger ca", IMAGENET)

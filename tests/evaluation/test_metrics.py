@@ -241,6 +241,62 @@ def test_insertion_inputs_restore_the_top_ranked_pixels_onto_the_blur():
                                   inputs[1:4])  # the default baseline is the blur
 
 
+def test_deletion_inputs_take_the_baselines_values():
+    image, order, step, points = _curve_case()
+    baseline = np.random.default_rng(8).uniform(-3, -2, image.shape).astype(np.float32)
+    inputs = di.curve_inputs(image, order, step, "deletion", 0, points, baseline)
+    np.testing.assert_array_equal(inputs[0], image)
+    np.testing.assert_array_equal(inputs[-1], baseline)  # every pixel deleted: the baseline
+    for k, point in enumerate(inputs):
+        deleted = np.zeros(30, bool)
+        deleted[order[:min(k * step, 30)]] = True
+        deleted = deleted.reshape(5, 6)
+        np.testing.assert_array_equal(point[deleted], baseline[deleted])
+        np.testing.assert_array_equal(point[~deleted], image[~deleted])
+
+
+# Each preprocessing as written out here, from the pixels 0..255 (float64, then float32).
+PREPROCESSED = {
+    "raw": lambda x: x, "unit": lambda x: x / 255, "inception": lambda x: x / 127.5 - 1,
+    "vgg": lambda x: x - np.array([123.68, 116.78, 103.94]),
+    "torch": lambda x: (x / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224,
+                                                                               0.225])}
+
+
+@pytest.mark.parametrize("preprocess", sorted(PREPROCESSED))
+def test_baselines_built_by_hand_are_the_same_pixels_whatever_the_preprocessing(preprocess):
+    """black, grey, mean and blur are images of pixels, preprocessed as the photo is: the same
+    baseline photo for every preprocessing. zero is 0 of the network input: a different photo
+    for each (black for raw and unit pixels, grey for inception's, the mean pixel for vgg)."""
+    from guided_gradcam.preprocessing import get_preprocessing
+
+    pixels = np.random.default_rng(9).integers(0, 256, (12, 10, 3)).astype(np.float64)
+    to_input = PREPROCESSED[preprocess]
+    net_input = to_input(pixels).astype(np.float32)
+    mean_pixel = pixels.mean(axis=(0, 1))  # the photo's mean colour, in pixels
+    expected = {  # each built from pixels, then preprocessed
+        "black": to_input(np.zeros_like(pixels)), "grey": to_input(np.full_like(pixels, 127.5)),
+        "mean": to_input(np.broadcast_to(mean_pixel, pixels.shape)),
+        "blur": to_input(_hand_blur(pixels)), "zero": np.zeros_like(pixels)}
+    for name in di.BASELINES:
+        got = di.baseline(name, net_input, get_preprocessing(preprocess))
+        assert got.shape == net_input.shape and got.dtype == np.float32, name
+        # float32 rounding of values up to 255 (half an ulp: 7.6e-6); measured 7.5e-6 (raw's
+        # blur), 2.5e-6 (vgg), below 1.1e-6 for the others: 4x margin.
+        np.testing.assert_allclose(got, expected[name], rtol=0, atol=3e-5, err_msg=name)
+    if preprocess == "inception":  # grey is exactly inception's 0: MobileNet's numbers stay
+        assert not di.baseline("grey", net_input, get_preprocessing(preprocess)).any()
+    assert di.DEFAULT_BASELINES == {"deletion": "grey", "insertion": "blur"}
+
+
+def test_an_unknown_baseline_and_one_without_its_preprocessing_are_refused():
+    image = np.zeros((4, 4, 3), np.float32)
+    with pytest.raises(ValueError, match="zero, black, grey, mean, blur"):
+        di.baseline("white", image)
+    with pytest.raises(ValueError, match="preprocessing"):
+        di.baseline("grey", image)
+
+
 def test_curve_inputs_refuse_bad_arguments():
     image, order, step, points = _curve_case()
     with pytest.raises(ValueError, match="mode"):

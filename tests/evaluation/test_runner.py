@@ -87,6 +87,67 @@ def test_curve_points_equal_inputs_built_by_hand_whatever_the_batch(explainer, c
     assert scores[1, -1] == pytest.approx(explanation.probabilities[TIGER_CAT], abs=1e-5)
 
 
+DIGITAL_CLOCK = 530  # MobileNet's top-1 for a black image (p 0.05); about 1e-8 for cat_dog
+
+
+@pytest.fixture(scope="module")
+def black_and_mean(explainer, cat_dog):
+    """cat_dog's tiger cat and digital clock, deleted to black, inserted from its mean colour."""
+    settings = Settings(metrics=("deletion",), deletion_baseline="black",
+                        insertion_baseline="mean", **CHEAP)
+    return Evaluator(explainer, settings).evaluate(cat_dog[0], "cat_dog.jpg", "cat_dog",
+                                                   labels=[TIGER_CAT, DIGITAL_CLOCK])
+
+
+def test_the_curves_end_and_start_on_the_baselines_built_by_hand(explainer, cat_dog,
+                                                                 black_and_mean):
+    """Deletion ends on the baseline and insertion starts from it: black is the pixels 0, the
+    mean colour each channel's mean of the photo's pixels, both through inception's
+    x / 127.5 - 1 here; one forward pass of each gives the curves' end points."""
+    _, network_input, _, net_input = cat_dog
+    black = np.full(net_input.shape, -1.0, np.float32)
+    mean = np.broadcast_to(network_input.reshape(-1, 3).astype(np.float64).mean(0) / 127.5 - 1,
+                           net_input.shape).astype(np.float32)
+    photo_p, black_p, mean_p = explainer.forward(np.stack([net_input, black, mean]))[1]
+    result = black_and_mean
+    assert result.baselines == {"deletion": "black", "insertion": "mean"}
+    assert [c.class_index for c in result.classes] == [TIGER_CAT, DIGITAL_CLOCK]
+    for c in result.classes:
+        k = c.class_index
+        assert c.curves, k
+        for (name, mode), points in c.curves.items():
+            start, end = (photo_p, black_p) if mode == "deletion" else (mean_p, photo_p)
+            # Other batch compositions: as in test_curve_points_equal_inputs_built_by_hand.
+            assert points[0] == pytest.approx(start[k], abs=1e-5), (k, name, mode)
+            assert points[-1] == pytest.approx(end[k], abs=1e-5), (k, name, mode)
+        assert c.baseline_scores == pytest.approx(
+            {"photo": photo_p[k], "deletion": black_p[k], "insertion": mean_p[k]}, abs=1e-5)
+
+
+def test_a_baseline_the_model_scores_above_the_photo_is_warned_of(explainer, cat_dog,
+                                                                  black_and_mean):
+    """A warning for each class and curve whose baseline alone scores the class above the
+    photo, from forward passes of the same batch as the check's (the printed digits match)."""
+    _, _, _, net_input = cat_dog
+    black = np.full(net_input.shape, -1.0, np.float32)
+    mean = np.broadcast_to(net_input.astype(np.float64).mean(axis=(0, 1)),
+                           net_input.shape).astype(np.float32)
+    photo_p, black_p, mean_p = explainer.forward(np.stack([net_input, black, mean]))[1]
+    expected = []
+    for k, name in ((TIGER_CAT, "tiger cat"), (DIGITAL_CLOCK, "digital clock")):
+        for mode, baseline, alone in (("deletion", "black", black_p), ("insertion", "mean",
+                                                                         mean_p)):
+            if alone[k] > photo_p[k]:
+                expected.append(
+                    "cat_dog.jpg: the %s %s baseline alone scores %s (%d) %.3g, above the "
+                    "photo's %.3g: %s AUC says more of the baseline than of the maps "
+                    "(--baseline %s=NAME)" % (baseline, mode, name, k, alone[k], photo_p[k],
+                                              mode, mode))
+    assert any("black deletion baseline alone scores digital clock" in w for w in expected)
+    assert not any("tiger cat" in w for w in expected)  # the photo's own class: no warning
+    assert black_and_mean.warnings == expected
+
+
 def test_ground_truth_classes_are_evaluated_besides_the_top1(evaluated):
     assert [c.class_index for c in evaluated.classes] == [TIGER_CAT, BULL_MASTIFF]
     for c in evaluated.classes:
@@ -99,6 +160,29 @@ def test_ground_truth_classes_are_evaluated_besides_the_top1(evaluated):
         for name, rho in c.faithfulness.items():  # a constant map orders no pixels: NaN too
             for auc in (c.deletion[name], c.insertion[name]):
                 assert (0 <= auc <= 1) if not np.isnan(rho) else np.isnan(auc), (name, auc)
+
+
+def test_an_all_zero_map_is_noted_once_per_class_with_what_it_means(explainer, cat_dog,
+                                                                    evaluated):
+    """As inference.py notes it: an all-zero counterfactual Grad-CAM map means nothing speaks
+    against the class (its numbers NaN); which maps are all zero is found here by explaining."""
+    network_input = cat_dog[1]
+    expected = []
+    for c, name in ((TIGER_CAT, "tiger cat"), (BULL_MASTIFF, "bull mastiff")):
+        for mode, meaning, counterfactual in (("", "no positive evidence for", False),
+                                              ("counterfactual ", "nothing speaks against",
+                                               True)):
+            explanation, = explainer.explain(network_input[None], c,
+                                             counterfactual=counterfactual)
+            if not explanation.cam_lowres.any():
+                expected.append(
+                    "cat_dog.jpg: the %sGrad-CAM map of %s (%d) is all zero: %s it at layer "
+                    "Conv2d_13_pointwise; its numbers and its guided map's are NaN (- in the "
+                    "summary)" % (mode, name, c, meaning))
+                assert np.isnan(evaluated.classes[[TIGER_CAT, BULL_MASTIFF].index(c)].deletion[
+                    "counterfactual" if counterfactual else "gradcam"])
+    assert len(expected) == 1 and "counterfactual Grad-CAM map of tiger cat" in expected[0]
+    assert [note for note in evaluated.notes if "all zero" in note] == expected
 
 
 def test_faithfulness_is_the_rank_correlation_with_the_occlusion_map(explainer, cat_dog,

@@ -89,13 +89,17 @@ def test_a_regression_model_follows_y_and_has_no_counterfactual(tmp_path, photo)
         result = Evaluator(explainer, Settings(metrics=("faithfulness", "deletion"), **SMALL)
                            ).evaluate(photo, "square.png", "square")
         explanation, = explainer.explain(photo[None])
-        y_of_zeros = explainer.forward(np.zeros((1, SIZE, SIZE, 3), np.float32))[0][0, 0]
+        # Every pixel deleted to grey, 127.5 / 255 of the unit input, not to its 0 (black).
+        y_of_grey, y_of_black = explainer.forward(np.stack([np.full((SIZE, SIZE, 3), 0.5),
+                                                           np.zeros((SIZE, SIZE, 3))]))[0][:, 0]
     evaluated, = result.classes
     assert evaluated.probability is None and result.top5 == []
     assert set(evaluated.deletion) == {"gradcam", "gbp", "guided_gradcam"}  # no counterfactual
     curve = evaluated.curves["gradcam", "deletion"]
     assert curve[0] == pytest.approx(explanation.value, abs=1e-5)  # y itself, not a probability
-    assert curve[-1] == pytest.approx(y_of_zeros, abs=1e-5)  # every pixel deleted
+    assert curve[-1] == pytest.approx(y_of_grey, abs=1e-5)  # every pixel deleted
+    assert abs(y_of_grey - y_of_black) > 1e-3  # the two baselines differ for this model
+    assert result.baselines == {"deletion": "grey", "insertion": "blur"}
     assert evaluated.insertion["gradcam"] == pytest.approx(
         np.trapezoid(evaluated.curves["gradcam", "insertion"],
                      np.minimum(np.arange(len(curve)) * 64, SIZE * SIZE) / (SIZE * SIZE)))

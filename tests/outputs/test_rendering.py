@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from guided_gradcam.outputs.rendering import (
-    gradient_to_image, jet, make_panel, normalize_map, overlay_on_photo, save_npz, save_png,
+    display_scale, gradient_to_image, jet, make_panel, normalize_map, overlay_on_photo, save_npz,
+    save_png, upscale,
 )
 
 
@@ -139,6 +140,29 @@ def test_make_panel_widens_for_long_heading():
 def test_make_panel_rejects_mismatched_tiles():
     with pytest.raises(ValueError):
         make_panel([("a", np.zeros((4, 4, 3), np.uint8)), ("b", np.zeros((5, 4, 3), np.uint8))], "h")
+
+
+# --- small pictures ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("height, width, factor", [
+    (96, 96, 3),     # 224 / 96 = 2.33 → 3 (288)
+    (112, 300, 2),   # the short side decides: exactly 224
+    (113, 113, 2),   # 226
+    (224, 224, 1), (320, 256, 1), (16, 16, 14), (1, 500, 224),
+])
+def test_display_scale_is_the_smallest_integer_reaching_224(height, width, factor):
+    assert display_scale(height, width) == factor
+    assert min(height, width) * factor >= 224 and min(height, width) * (factor - 1) < 224
+
+
+def test_upscale_nearest_makes_each_value_a_block_and_leaves_size_1_alone():
+    image = np.random.default_rng(3).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    blocks = np.repeat(np.repeat(image, 3, axis=0), 3, axis=1)  # by hand
+    np.testing.assert_array_equal(upscale(image, 3), blocks)
+    assert upscale(image, 1) is image
+    bilinear = upscale(image, 3, Image.BILINEAR)
+    assert bilinear.shape == (15, 21, 3) and not np.array_equal(bilinear, blocks)
 
 
 # --- atomic saving -----------------------------------------------------------

@@ -415,7 +415,9 @@ def test_the_cards_show_the_evaluations_numbers_of_their_own_class(browser, tmp_
     """evaluation.csv beside index.csv: a card shows its class's numbers, matched by the input
     path and the class (an inference.py card, or the evaluation's own `<stem>_<class>` cards);
     a photo whose own stem looks like another card's (`cat_282.jpg`) keeps its own numbers;
-    other classes of the same photo, failed evaluations and counterfactual maps get no table."""
+    other classes of the same photo, failed evaluations and counterfactual maps get no table.
+    The numbers are the console's (3 decimals, '-' for NaN), a row per map with a column per
+    metric it has; a card with a curve plot links to it."""
     from guided_gradcam.evaluation.report import evaluation_columns
     from guided_gradcam.evaluation.runner import map_names
 
@@ -427,6 +429,8 @@ def test_the_cards_show_the_evaluations_numbers_of_their_own_class(browser, tmp_
         ("coffee_968", "coffee", "968", "cup", "true"),  # input and class match: counterfactual
         ("cat_282_2", "cat_282", "282", "tiger cat", "false"),  # a photo named cat_282.jpg
     ]
+    (tmp_path / "plots").mkdir()
+    Image.new("RGB", (40, 20), (200, 30, 30)).save(tmp_path / "plots" / "coffee_967_curves.png")
     with open(tmp_path / "index.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, COLUMNS)
         writer.writeheader()
@@ -434,13 +438,16 @@ def test_the_cards_show_the_evaluations_numbers_of_their_own_class(browser, tmp_
             writer.writerow(dict(dict.fromkeys(COLUMNS, ""), input="images/%s.jpg" % photo,
                                  stem=stem, task="classification", class_index=class_index,
                                  class_name=class_name, probability="0.5",
-                                 counterfactual=counterfactual))
-    numbers = {  # as the evaluation writes them; the counterfactual maps' columns are not shown
+                                 counterfactual=counterfactual,
+                                 files="plots/%s_curves.png" % stem if stem == "coffee_967"
+                                 else ""))
+    numbers = {  # as the evaluation writes them
         ("cat", "282", "tiger cat"): dict(
             faithfulness_gradcam="0.408495", faithfulness_gbp="0.331067",
             faithfulness_guided_gradcam="0.443846", faithfulness_counterfactual="nan",
             deletion_gradcam="0.0720198", insertion_gradcam="0.0468088",
             deletion_gbp="0.0168407", pointing_gradcam="true", pointing_gbp="false",
+            deletion_counterfactual="nan", insertion_guided_counterfactual="0.1236",
             top1_localised="false", top5_localised="true"),
         ("coffee", "967", "espresso"): dict(  # no boxes: no pointing game, no localisation
             faithfulness_gradcam="0.58865", faithfulness_gbp="-0.140707",
@@ -470,22 +477,99 @@ def test_the_cards_show_the_evaluations_numbers_of_their_own_class(browser, tmp_
       figure.dataset.stem,
       figure.querySelectorAll("table").length,
       [...figure.querySelectorAll("table.metrics tr")].map((row) =>
-        [...row.children].map((cell) => [cell.tagName, cell.textContent]))])""")
-    assert [stem for stem, _, _ in shown] == [stem for stem, *_ in entries]
-    tables = {stem: (count, rows) for stem, count, rows in shown}
+        [...row.children].map((cell) => cell.tagName + " " + cell.textContent)),
+      figure.querySelector(".localised")?.textContent ?? null,
+      figure.querySelector("a.curves")?.href ?? null])""")
+    assert [stem for stem, *_ in shown] == [stem for stem, *_ in entries]
+    cards = {stem: rest for stem, *rest in shown}
 
-    def table(*pairs):
-        return (1, [[["TH", label], ["TD", value]] for label, value in pairs])
-    assert tables["cat"] == table(
-        ("ρ Grad-CAM", "0.408495"), ("ρ GBP", "0.331067"), ("ρ Guided", "0.443846"),
-        ("deletion Grad-CAM", "0.0720198"), ("insertion Grad-CAM", "0.0468088"),
-        ("pointing Grad-CAM", "true"), ("localised top-1", "false"))
-    assert tables["coffee_967"] == table(  # empty cells are left out
-        ("ρ Grad-CAM", "0.58865"), ("ρ GBP", "-0.140707"), ("ρ Guided", "0.352996"),
-        ("deletion Grad-CAM", "0.121512"), ("insertion Grad-CAM", "0.810677"))
-    assert tables["cat_282_2"] == table(("ρ Grad-CAM", "0.347099"))
+    def table(header, *rows, localised=None, curves=None):
+        return [1, [["TH " + label for label in header]]
+                + [["TH " + row[0]] + ["TD " + cell for cell in row[1:]] for row in rows],
+                localised, curves]
+    header = ["map", "ρ", "del ↓", "ins ↑", "pointing"]
+    assert cards["cat"] == table(  # every map's numbers, 3 decimals; NaN as the summary's "-"
+        header, ["gradcam", "0.408", "0.072", "0.047", "hit"],
+        ["gbp", "0.331", "0.017", "", "miss"], ["guided_gradcam", "0.444", "", "", ""],
+        ["counterfactual", "-", "-", "", ""], ["guided_counterfactual", "", "", "0.124", ""],
+        localised="localised top1 no, top5 yes")
+    curves = (tmp_path / "plots" / "coffee_967_curves.png").as_uri()
+    assert cards["coffee_967"] == table(  # the columns and rows it has; its curves linked
+        header[:4], ["gradcam", "0.589", "0.122", "0.811"], ["gbp", "-0.141", "", ""],
+        ["guided_gradcam", "0.353", "", ""], curves=curves)
+    assert cards["cat_282_2"] == table(header[:2], ["gradcam", "0.347"])
     for stem in ("coffee", "astronaut", "coffee_968"):
-        assert tables[stem] == (0, []), (stem, tables[stem])
+        assert cards[stem] == [0, [], None, None], (stem, cards[stem])
     # Shown as text in the card's caption, between its class and its stem.
     caption = browser.evaluate("document.querySelector('#grid figure figcaption').innerText")
-    assert caption.index("tiger cat (282)") < caption.index("0.408495") < caption.index("\ncat\n")
+    assert caption.index("tiger cat (282)") < caption.index("0.408") < caption.index("\ncat\n")
+    # No evaluation.json: the page opens with the cards, no settings or summary.
+    assert browser.evaluate("document.getElementById('run').hidden") is True
+    browser.click("a.curves")  # a real click opens the plot
+    browser.wait_for("location.href === %s && document.contentType === 'image/png'"
+                     % json.dumps(curves))
+    browser.wait_for("document.images.length === 1 && document.images[0].naturalWidth === 40")
+
+
+def test_an_evaluations_page_opens_with_its_settings_and_the_consoles_summary(browser,
+                                                                              tmp_path):
+    """evaluation.json, written by the evaluation at its start (settings) and its end (the
+    summary): the page opens with the run's settings and the summary table as the console
+    prints it, cell for cell, and the lines below it; a run stopped early says it has none."""
+    from guided_gradcam.evaluation import report
+    from guided_gradcam.evaluation.runner import ClassResult, PhotoResult, map_names
+
+    nan, maps = float("nan"), map_names()
+
+    def measured(*values):  # the factual maps' numbers; the counterfactual maps all zero: NaN
+        return dict(zip(maps, values + (nan, nan)))
+    results = [
+        PhotoResult("images/cat.jpg", "cat", localisation={"top1": False, "top5": True},
+                    classes=[ClassResult(282, "tiger cat", 0.5, measured(0.41, 0.33, 0.44),
+                                         measured(0.07, 0.02, 0.03), measured(0.05, 0.08, 0.07),
+                                         pointing={"gradcam": True, "gbp": False,
+                                                   "guided_gradcam": True})]),
+        PhotoResult("images/coffee.jpg", "coffee", localisation={"top1": True, "top5": True},
+                    classes=[ClassResult(967, "espresso", 0.9, measured(0.59, -0.14, 0.35),
+                                         measured(0.12, 0.2, 0.12), measured(0.81, 0.56, 0.64),
+                                         pointing={"gradcam": True})])]
+    settings = [("network", "mobilenet_v1_075 (classification)"),
+                ("deletion", "to grey (pixels 127.5)"),
+                ("insertion", "from blur (Gaussian 11x11, sigma 5)"),
+                ("boxes", "</script><b>boxes</b>")]  # text, never markup
+    with open(tmp_path / "index.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, COLUMNS)
+        writer.writeheader()
+        writer.writerow(dict(dict.fromkeys(COLUMNS, ""), input="images/cat.jpg", stem="cat_282",
+                             class_index="282", class_name="tiger cat", probability="0.5"))
+    page = """(() => ({
+      first: document.body.firstElementChild.id,
+      hidden: document.getElementById("run").hidden,
+      settings: [...document.querySelectorAll("#settings tr")].map((row) =>
+        [...row.children].map((cell) => cell.tagName + " " + cell.textContent)),
+      summary: [...document.querySelectorAll("#run-summary tr")].map((row) =>
+        [...row.children].map((cell) => cell.textContent)),
+      lines: document.getElementById("run-lines").textContent,
+      cards: document.querySelectorAll("#grid figure").length}))()"""
+
+    report.write_page_data(str(tmp_path), settings)  # the run has begun
+    write_html(str(tmp_path))
+    browser.load((tmp_path / "index.html").as_uri())
+    shown = browser.evaluate(page)
+    expected_settings = [["TH " + name, "TD " + value] for name, value in settings]
+    assert shown == {"first": "run", "hidden": False, "settings": expected_settings,
+                     "summary": [], "lines": "no summary: the run did not finish", "cards": 1}
+
+    report.write_page_data(str(tmp_path), settings, results, maps)  # the run has finished
+    write_html(str(tmp_path))
+    browser.load((tmp_path / "index.html").as_uri())
+    shown = browser.evaluate(page)
+    console = report.summary_text(results, maps).splitlines()
+    assert console[1].split() == ["gradcam", "0.500", "0.095", "0.430", "100.0%"]  # the means
+    assert [" ".join(row).split() for row in shown["summary"]] == [
+        line.split() for line in console[:1 + len(maps)]]
+    assert shown["lines"].splitlines() == console[1 + len(maps):]
+    assert shown["lines"].startswith("note: - for counterfactual, guided_counterfactual: ")
+    assert "localisation error top1: 50.0% of 2 photo(s)" in shown["lines"]
+    assert (shown["first"], shown["hidden"], shown["settings"], shown["cards"]) == (
+        "run", False, expected_settings, 1)

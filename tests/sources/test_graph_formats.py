@@ -433,10 +433,13 @@ def test_inner_keras_layer_name_through_the_cli(cli_runs, keras_reference):
 def test_unknown_layer_lists_valid_names_with_nested_ones(keras_models):
     with pytest.raises(GuidedGradCamError) as raised:
         GuidedGradCam(keras_models["keras_file"], layer="conv_c")
-    message = str(raised.value)
-    assert message.startswith("unknown layer 'conv_c'; valid layers: "), message
-    valid = message.split("valid layers: ")[1].split(", ")
-    assert {"base/conv_a", "base/conv_b"} <= set(valid), valid
+    first, *listing = str(raised.value).splitlines()
+    assert first.startswith("unknown layer 'conv_c'; the %d valid layers" % len(listing)), first
+    valid = dict(line.split() for line in listing)  # one a line: name, height x width x channels
+    # SIZE x SIZE input: conv_a keeps it ('same'), conv_b is 3x3 'valid' at stride 2
+    assert valid["base/conv_a"] == "%dx%dx6" % (SIZE, SIZE), valid
+    assert valid["base/conv_b"] == "%dx%dx8" % ((SIZE - 3) // 2 + 1, (SIZE - 3) // 2 + 1), valid
+    assert list(valid)[:2] == ["base/conv_a", "base/conv_b"], listing  # nearest names first
 
 
 @pytest.mark.parametrize("tensor", ["conv2/Relu6", "conv2/Relu6:0"])

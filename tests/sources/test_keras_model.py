@@ -18,6 +18,9 @@ from PIL import Image
 from conftest import run_cli
 from guided_gradcam import GuidedGradCam
 from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.preprocessing import describe_input, get_preprocessing
+from guided_gradcam.sources.graph_def import rescaling_scopes
+from guided_gradcam.sources.keras_model import KerasSource, rescaling_layers
 from guided_gradcam.core.tf_eager import eager
 from helpers import guided_relu, guided_relu6
 
@@ -286,11 +289,97 @@ def test_an_all_zero_gradcam_is_noted_and_still_written(tmp_path):
     run = run_cli(["--model", tmp_path / "silent.keras", "--layer", "features", "--image", photo,
                    "--outputs", "npz,panel"], tmp_path / "out")
     assert run.returncode == 0, run.stderr
-    notes = [line for line in run.stdout.splitlines() if line.startswith("note: ")]
-    assert len(notes) == 1 and "all zero: no positive evidence for class" in notes[0], run.stdout
-    assert "at layer features" in notes[0]
+    header, preprocessing, result, note, written = run.stdout.splitlines()
+    assert note.startswith("note: ") and "all zero: no positive evidence for class" in note
+    assert "at layer features" in note
     with np.load(tmp_path / "out" / "photo.npz") as arrays:
         assert not arrays["cam_lowres"].any() and np.isfinite(arrays["guided_gradcam"]).all()
+    # Raw pixels, the default for --model: no claim that the model rescales them, but a note
+    # that this one cannot (it has no rescaling layer) and how to choose --preprocess.
+    assert "preprocessing raw: float pixels 0..255, unchanged;" in header, header
+    assert "rescales" not in header, header
+    assert preprocessing == (
+        "note: the model receives float pixels 0..255 and has no Rescaling or Normalization "
+        "layer; if it was trained on rescaled pixels, choose --preprocess unit (/255), "
+        "inception ([-1, 1]), vgg (minus ImageNet means) or torch (ImageNet mean/std)")
+    assert result.startswith("%s: top-3: " % photo), result  # 3 classes: not top-5
+    assert written == "wrote %s, %s" % (tmp_path / "out" / "photo_panel.png",
+                                        tmp_path / "out" / "photo.npz")
+
+
+def test_rescaling_layers_are_named_with_what_they_compute():
+    """Keras 3 and tf-keras Rescaling / Normalization layers, nested ones too, each with its
+    arithmetic from the layer's own arguments."""
+    mean, variance = [123.68, 116.78, 103.94], [58.395 ** 2, 57.12 ** 2, 57.375 ** 2]
+    with eager():
+        inputs = keras.Input((SIZE, SIZE, 3))
+        base = keras.Sequential([keras.Input((SIZE, SIZE, 3)),
+                                 keras.layers.Rescaling(1 / 255.0, name="to_unit")], name="base")
+        hidden = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="to_inception")(
+            base(inputs))
+        hidden = keras.layers.Normalization(mean=mean, variance=variance, name="imagenet")(hidden)
+        model = keras.Model(inputs, keras.layers.Conv2D(2, 3, name="features")(hidden))
+        old = tf_keras.Sequential([tf_keras.Input((SIZE, SIZE, 3)),
+                                   tf_keras.layers.Rescaling(0.3, offset=[1.0, 2.0, 3.0],
+                                                             name="rescaling"),
+                                   tf_keras.layers.Conv2D(2, 3)])
+        plain, _ = build(keras, PLAIN)
+    # The values by hand: sqrt(58.395²) = 58.395 → "58.4" at 4 significant digits.
+    assert rescaling_layers(model) == (
+        "base/to_unit (Rescaling: x / 255)", "to_inception (Rescaling: x / 127.5 - 1)",
+        "imagenet (Normalization: (x - (123.7, 116.8, 103.9)) / (58.4, 57.12, 57.38))")
+    assert rescaling_layers(old) == ("rescaling (Rescaling: x * 0.3 + (1, 2, 3))",)
+    assert rescaling_layers(plain) == ()
+
+
+def test_graph_formats_find_rescaling_only_by_its_keras_scope_name():
+    """A SavedModel of a Keras model keeps `rescaling_1` in its op names (as model.export
+    writes them); batch_normalization is no input rescaling; a graph without such a scope
+    cannot tell."""
+    graph_def = tf2.compat.v1.GraphDef()
+    for name in ("keras_tensor", "StatefulPartitionedCall/functional_1/rescaling_1/mul",
+                 "StatefulPartitionedCall/functional_1/rescaling_1/add",
+                 "StatefulPartitionedCall/functional_1/batch_normalization/mul",
+                 "StatefulPartitionedCall/functional_1/conv2d/Relu"):
+        graph_def.node.add(name=name, op="NoOp")
+    assert rescaling_scopes(graph_def) == (
+        "functional_1/rescaling_1 (a scope named like a Keras Rescaling layer)",)
+    del graph_def.node[1:3]
+    assert rescaling_scopes(graph_def) is None
+
+
+@pytest.mark.parametrize("preprocess, rescaling, header, note", [
+    ("raw", ("rescaling (Rescaling: x / 255)",),
+     "raw: float pixels 0..255, unchanged; the model's own rescaling: rescaling (Rescaling: "
+     "x / 255)", None),
+    ("raw", (), "raw: float pixels 0..255, unchanged",
+     "the model receives float pixels 0..255 and has no Rescaling or Normalization layer; "
+     "if it was trained on rescaled pixels, choose --preprocess unit (/255), inception "
+     "([-1, 1]), vgg (minus ImageNet means) or torch (ImageNet mean/std)"),
+    ("raw", None, "raw: float pixels 0..255, unchanged",
+     "cannot tell whether the model rescales its input (its graph keeps no Keras layers): it "
+     "receives float pixels 0..255; if it was trained on rescaled pixels, choose --preprocess "
+     "unit (/255), inception ([-1, 1]), vgg (minus ImageNet means) or torch (ImageNet "
+     "mean/std)"),
+    ("unit", ("rescaling (Rescaling: x / 255)",), "unit: pixels / 255",
+     "--preprocess unit rescales the pixels, and the model has its own rescaling too: "
+     "rescaling (Rescaling: x / 255); pass --preprocess raw unless it was trained that way"),
+    ("unit", (), "unit: pixels / 255", None),
+    ("unit", None, "unit: pixels / 255", None),
+])
+def test_the_run_header_says_what_is_known_of_the_models_rescaling(preprocess, rescaling,
+                                                                   header, note):
+    assert describe_input(get_preprocessing(preprocess), rescaling) == (header, note)
+
+
+def test_a_keras_source_reports_its_rescaling_layers():
+    with eager():
+        inputs = keras.Input((SIZE, SIZE, 3))
+        hidden = keras.layers.Rescaling(1 / 255.0, name="scale")(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(
+            keras.layers.Conv2D(2, 3, activation="relu", name="features")(hidden))))
+    source = KerasSource(model, "scaled", get_preprocessing("raw"))
+    assert source.rescaling == ("scale (Rescaling: x / 255)",)
 
 
 def test_open_input_size_needs_input_size_and_then_follows_it():
