@@ -219,7 +219,9 @@ def measure_evaluation_cost(batch_size, results):
     import_tensorflow_quietly()
     from guided_gradcam import GuidedGradCam, load_photo
     from guided_gradcam.evaluation import deletion_insertion
-    from guided_gradcam.evaluation.runner import absolute, curve_scores, maps_of
+    from guided_gradcam.evaluation.metrics.deletion import curve_scores
+    from guided_gradcam.evaluation.runner import maps_of
+    from guided_gradcam.evaluation.similarity import absolute
 
     with GuidedGradCam("mobilenet_v1_075", checkpoint=MOBILENET_075) as explainer:
         network_input, _ = explainer.fit(load_photo(os.path.join(REPO, "images", "cat.jpg")))

@@ -11,6 +11,7 @@ from absl import flags
 
 from guided_gradcam.cli import explain as cli
 from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.evaluation import metrics
 
 # The explaining CLI's flags that mean nothing here.
 NOT_FOR_EVALUATION = ("outputs", "skip_existing", "num_shards", "shard_index", "counterfactual")
@@ -18,10 +19,7 @@ NOT_FOR_EVALUATION = ("outputs", "skip_existing", "num_shards", "shard_index", "
 flags.DEFINE_string("boxes", None, "A folder of Pascal VOC XML files, one per image stem "
                     "(ILSVRC's val boxes are in this format): adds the localisation error and "
                     "the pointing game, and evaluates each ground-truth class too.")
-flags.DEFINE_string("metrics", "faithfulness,deletion,localisation,sanity", "Comma-separated: "
-                    "faithfulness (rank correlation with occlusion), deletion (deletion and "
-                    "insertion AUC), localisation (needs --boxes), sanity (weight "
-                    "randomisation).")
+flags.DEFINE_string("metrics", ",".join(metrics.METRICS), metrics.help_text())
 flags.DEFINE_integer("patch", 32, "Occlusion patch side in input pixels.", lower_bound=1)
 flags.DEFINE_integer("stride", 8, "Occlusion stride in input pixels.", lower_bound=1)
 flags.DEFINE_integer("step", 224, "Pixels deleted or inserted per step.", lower_bound=1)
@@ -111,21 +109,18 @@ def parse_baselines(text):
 
 def _settings():
     baselines = parse_baselines(FLAGS.baseline)  # before the runner imports TensorFlow
-    from guided_gradcam.evaluation.runner import METRICS, Settings
+    from guided_gradcam.evaluation.runner import Settings
     from guided_gradcam.methods import parse_methods
 
-    metrics = tuple(m.strip() for m in FLAGS.metrics.split(",") if m.strip())
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise GuidedGradCamError("--metrics takes a comma-separated subset of %s; got %r"
-                                 % (",".join(METRICS), FLAGS.metrics))
-    if "localisation" in metrics and FLAGS.boxes is None and FLAGS["metrics"].present:
-        raise GuidedGradCamError("--metrics localisation needs --boxes DIR")
+    chosen = metrics.parse_metrics(FLAGS.metrics)
+    on_boxes = [name for name in chosen if metrics.REGISTRY[name].needs_boxes]
+    if on_boxes and FLAGS.boxes is None and FLAGS["metrics"].present:
+        raise GuidedGradCamError("--metrics %s needs --boxes DIR" % ",".join(on_boxes))
     if FLAGS.boxes is not None and not os.path.isdir(FLAGS.boxes):
         raise GuidedGradCamError("--boxes %s is not a folder" % FLAGS.boxes)
-    if FLAGS["baseline"].present and "deletion" not in metrics:
+    if FLAGS["baseline"].present and "deletion" not in chosen:
         raise GuidedGradCamError("--baseline is for --metrics deletion")
-    return Settings(metrics=metrics, methods=parse_methods(FLAGS.methods), patch=FLAGS.patch,
+    return Settings(metrics=chosen, methods=parse_methods(FLAGS.methods), patch=FLAGS.patch,
                     stride=FLAGS.stride, step=FLAGS.step, batch_size=FLAGS.batch_size,
                     seed=FLAGS.seed, tolerance=FLAGS.tolerance,
                     randomisation=tuple(FLAGS.randomisation),
@@ -136,26 +131,16 @@ def _settings():
 def _described_settings(settings):
     """[(name, value)] of the evaluation's own settings: the run header's second line and,
     after the model's, the settings its page opens with."""
-    from guided_gradcam.evaluation.deletion_insertion import describe_baseline
-
-    metrics = settings.metrics
-    pairs = [("metrics", ",".join(metrics))]
+    pairs = [("metrics", ",".join(settings.metrics))]
     if settings.methods != ("gradcam",):
         pairs.append(("methods", ",".join(settings.methods)))
-    if "faithfulness" in metrics:
-        pairs.append(("occlusion", "patch %d, stride %d" % (settings.patch, settings.stride)))
-    if "deletion" in metrics:
-        pairs += [("deletion", "to " + describe_baseline(settings.deletion_baseline)),
-                  ("insertion", "from " + describe_baseline(settings.insertion_baseline)),
-                  ("step", "%d pixels" % settings.step)]
-    if FLAGS.boxes is not None:
-        pairs.append(("boxes", FLAGS.boxes))
-        if "localisation" in metrics:
-            pairs.append(("pointing tolerance", "%g photo pixels" % settings.tolerance))
-    if "sanity" in metrics:
-        pairs.append(("sanity", "%s randomisation, seed %d"
-                      % (" and ".join(settings.randomisation), settings.seed)))
-    return pairs + [("batch size", str(settings.batch_size))]
+    boxes = [] if FLAGS.boxes is None else [("boxes", FLAGS.boxes)]
+    for name, metric in metrics.REGISTRY.items():
+        if metric.needs_boxes:  # the boxes before the first metric on them
+            pairs, boxes = pairs + boxes, []
+        if name in settings.metrics and (FLAGS.boxes is not None or not metric.needs_boxes):
+            pairs += metric.describe(settings)
+    return pairs + boxes + [("batch size", str(settings.batch_size))]
 
 
 def _model_settings(explainer):
@@ -174,16 +159,13 @@ def _describe(result):
     parts = []
     for c in result.classes:
         numbers = []
-        for metric, short in (("faithfulness", "ρ"), ("deletion", "del"), ("insertion", "ins")):
-            values = getattr(c, metric)
+        for column in metrics.COLUMNS:
+            values = getattr(c, column.key)
             if values:
-                numbers.append("%s %s" % (short, " ".join(
-                    "%s=%.3f" % (name, value) for name, value in values.items()
+                numbers.append("%s %s" % (column.short, " ".join(
+                    "%s=%s" % (name, ("hit" if value else "miss") if column.kind == "hit"
+                               else "%.3f" % value) for name, value in values.items()
                     if name in ("gradcam", "gbp", "guided_gradcam"))))
-        if c.pointing:
-            numbers.append("pointing %s" % " ".join(
-                "%s=%s" % (name, "hit" if hit else "miss") for name, hit in c.pointing.items()
-                if name in ("gradcam", "gbp", "guided_gradcam")))
         parts.append("%s (%d): %s" % (c.class_name, c.class_index, "; ".join(numbers)))
     localised = " ".join("%s %s" % (k, "yes" if v else "no")
                          for k, v in result.localisation.items())

@@ -13,21 +13,25 @@ import numpy as np
 
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation.boxes import localisation_error
+from guided_gradcam.evaluation.metrics import COLUMNS, REGISTRY
 from guided_gradcam.outputs.rendering import write_atomically
 
 EVALUATION_CSV, SANITY_CSV, PLOTS_DIR = "evaluation.csv", "sanity.csv", "plots"
 PAGE_DATA = "evaluation.json"  # the run's settings and summary, for its index.html
 SIMILARITIES = ("spearman_abs", "spearman_signed", "ssim", "hog")
-PER_MAP = ("faithfulness", "deletion", "insertion", "pointing")
-
-
-BASELINE_COLUMNS = ("baseline_deletion", "baseline_insertion")  # what each curve's pixels became
-SUMMARY_HEADER = ("map", "faithful ρ", "deletion ↓", "insertion ↑", "pointing")
+PER_MAP = tuple(column.key for column in COLUMNS)  # each metric's numbers per map
+SUMMARY_HEADER = ("map",) + tuple(column.summary for column in COLUMNS)
 
 
 def evaluation_columns(maps):
-    return (["input", "stem", "class_index", "class_name", "probability", "top1_localised",
-             "top5_localised", "error", *BASELINE_COLUMNS]
+    """evaluation.csv's header: the photo-class, each metric's per-photo columns (those on the
+    ground truth first, where the first version of the file had them, then the error), then
+    each metric's columns per map."""
+    def photo_columns(on_boxes):
+        return [name for metric in REGISTRY.values() if metric.needs_boxes == on_boxes
+                for name in metric.photo_columns]
+    return (["input", "stem", "class_index", "class_name", "probability", *photo_columns(True),
+             "error", *photo_columns(False)]
             + ["%s_%s" % (metric, name) for metric in PER_MAP for name in maps])
 
 
@@ -62,8 +66,8 @@ class Record:
         self._sanity_rows.writeheader()
 
     def add(self, result):
-        localisation = {"top%d_localised" % k: _number(result.localisation.get("top%d" % k))
-                        for k in (1, 5)}
+        per_photo = {name: value for metric in REGISTRY.values()
+                     for name, value in metric.photo_values(result).items()}
         if result.error:
             self._rows.writerow(dict(dict.fromkeys(self.columns, ""), input=result.path,
                                      stem=result.stem, error=result.error))
@@ -71,8 +75,7 @@ class Record:
             row = dict.fromkeys(self.columns, "")
             row.update(input=result.path, stem=result.stem, class_index=c.class_index,
                        class_name=c.class_name, probability=_number(c.probability),
-                       **localisation, **{"baseline_" + mode: name
-                                          for mode, name in result.baselines.items()})
+                       **per_photo)
             for metric in PER_MAP:
                 for name, value in getattr(c, metric).items():
                     row["%s_%s" % (metric, name)] = _number(value)
@@ -132,10 +135,10 @@ def _all_zero(results, maps):
     """The maps measured for some class but never with a number (ρ, deletion, insertion all
     NaN): all zero for every evaluated class."""
     classes = [c for r in results for c in r.classes]
+    ranking = [column.key for column in COLUMNS if column.kind == "number"]
     zero = []
     for name in maps:
-        values = [getattr(c, metric)[name] for c in classes
-                  for metric in ("faithfulness", "deletion", "insertion")
+        values = [getattr(c, metric)[name] for c in classes for metric in ranking
                   if name in getattr(c, metric)]
         if values and all(math.isnan(value) for value in values):
             zero.append(name)
@@ -147,9 +150,8 @@ def summary_table(results, maps):
     the console prints it ('-' for no number), and the lines printed below it. The run's page
     shows the same strings."""
     table, errors = summary(results, maps)
-    rows = [[name, _cell(table[name]["faithfulness"]), _cell(table[name]["deletion"]),
-             _cell(table[name]["insertion"]), _cell(table[name]["pointing"], percent=True)]
-            for name in maps]
+    rows = [[name] + [_cell(table[name][column.key], percent=column.kind == "hit")
+                      for column in COLUMNS] for name in maps]
     lines = []
     zero = _all_zero(results, maps)
     for names, meaning in (([n for n in zero if "counterfactual" in n],
@@ -166,7 +168,8 @@ def summary_table(results, maps):
 def summary_text(results, maps):
     """The table printed at the end of a run."""
     rows, below = summary_table(results, maps)
-    return "\n".join(["%-24s %12s %12s %12s %9s" % tuple(row) for row in [SUMMARY_HEADER] + rows]
+    widths = ["%-24s"] + ["%9s" if column.kind == "hit" else "%12s" for column in COLUMNS]
+    return "\n".join([" ".join(widths) % tuple(row) for row in [SUMMARY_HEADER] + rows]
                      + below)
 
 

@@ -28,6 +28,12 @@ def single_channel(saliency):
     raise ValueError("saliency must be (H, W) or (H, W, C), got shape %s" % (saliency.shape,))
 
 
+def absolute(saliency):
+    """The one-channel magnitude of a map (`single_channel`'s first): what is ranked, ordered
+    and peaked."""
+    return single_channel(saliency)[0]
+
+
 def _unit_max(absolute):
     """The map divided by its maximum; an all-zero map stays zero."""
     peak = absolute.max()

@@ -161,32 +161,29 @@ def _entry(row):
 
 
 # The evaluation's numbers on a card (evaluation.csv beside index.csv): a row per map with a
-# column per metric (named as on the console's line of each photo), and the localisation.
-METRICS = (("faithfulness", "ρ"), ("deletion", "del ↓"), ("insertion", "ins ↑"),
-           ("pointing", "pointing"))
+# column per metric column (`evaluation.metrics.COLUMNS`), and the localisation.
 
-
-def _shown(metric, text):
+def _shown(kind, text):
     """A number as the console prints it (3 decimals; '-' for NaN, as in the summary), a
-    pointing game as hit / miss."""
+    hit (the pointing game) as hit / miss."""
     if not text:
         return ""
-    if metric == "pointing":
+    if kind == "hit":
         return {"true": "hit", "false": "miss"}.get(text, text)
     value = float(text)
     return "-" if value != value else "%.3f" % value
 
 
-def _card_metrics(row, maps):
+def _card_metrics(row, maps, columns):
     """{header, rows, localised} of one evaluation.csv row: the maps and metrics it has."""
-    rows = [[name] + [_shown(metric, row.get("%s_%s" % (metric, name), ""))
-                      for metric, _ in METRICS] for name in maps]
+    rows = [[name] + [_shown(kind, row.get("%s_%s" % (key, name), ""))
+                      for key, _, kind in columns] for name in maps]
     rows = [cells for cells in rows if any(cells[1:])]
-    kept = [column for column in range(1, len(METRICS) + 1)
+    kept = [column for column in range(1, len(columns) + 1)
             if any(cells[column] for cells in rows)]
     localised = ", ".join("%s %s" % (k, {"true": "yes", "false": "no"}[row[k + "_localised"]])
                           for k in ("top1", "top5") if row.get(k + "_localised"))
-    return {"header": ["map"] + [METRICS[column - 1][1] for column in kept],
+    return {"header": ["map"] + [columns[column - 1][1] for column in kept],
             "rows": [[cells[0]] + [cells[column] for column in kept] for cells in rows],
             "localised": localised}
 
@@ -195,19 +192,22 @@ def read_metrics(output_dir):
     """{(input, class index): card metrics} from the evaluation's evaluation.csv beside
     index.csv; {} without one. Keyed by the input path, never by stems: a photo named
     `cat_282.jpg` and the `cat_282` card of `cat.jpg` are two different things."""
+    from guided_gradcam.evaluation.metrics import COLUMNS  # the evaluation's file: its columns
+
     path = os.path.join(output_dir, "evaluation.csv")
     if not os.path.exists(path):
         return {}
+    columns = [(column.key, column.card, column.kind) for column in COLUMNS]
     metrics = {}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        prefixes = tuple(metric + "_" for metric, _ in METRICS)
+        prefixes = tuple(key + "_" for key, _, _ in columns)
         maps = list(dict.fromkeys(column.split("_", 1)[1] for column in reader.fieldnames or ()
                                   if column.startswith(prefixes)))
         for row in reader:
             if not row.get("class_index") or None in row.values():
                 continue
-            metrics[row["input"], row["class_index"]] = _card_metrics(row, maps)
+            metrics[row["input"], row["class_index"]] = _card_metrics(row, maps, columns)
     return metrics
 
 

@@ -175,7 +175,7 @@ def test_the_evaluators_randomiser_draws_by_its_seed(mobilenet):
     """sanity.Randomiser, as the evaluator builds it: each step feeds the randomised block's
     weights random_value(weight, seed), bit-identical for one seed and other values for
     another seed, and every other weight its original value."""
-    from guided_gradcam.evaluation.sanity import Randomiser
+    from guided_gradcam.evaluation.metrics.sanity import Randomiser
 
     explainer, blocks, _ = mobilenet
     runs = [list(Randomiser(explainer, seed, modes=("independent",)).steps())

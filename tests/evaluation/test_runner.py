@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage, stats
 
-from guided_gradcam.evaluation.runner import Evaluator, Settings, curve_scores, occlusion_deltas
+from guided_gradcam.evaluation.metrics.deletion import curve_scores
+from guided_gradcam.evaluation.metrics.faithfulness import occlusion_deltas
+from guided_gradcam.evaluation.runner import Evaluator, Settings
 from guided_gradcam.images import load_photo
 from guided_gradcam.evaluation.localization import box_to_photo, gradcam_box
 

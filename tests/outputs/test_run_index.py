@@ -525,14 +525,15 @@ def test_an_evaluations_page_opens_with_its_settings_and_the_consoles_summary(br
         return dict(zip(maps, values + (nan, nan)))
     results = [
         PhotoResult("images/cat.jpg", "cat", localisation={"top1": False, "top5": True},
-                    classes=[ClassResult(282, "tiger cat", 0.5, measured(0.41, 0.33, 0.44),
-                                         measured(0.07, 0.02, 0.03), measured(0.05, 0.08, 0.07),
-                                         pointing={"gradcam": True, "gbp": False,
-                                                   "guided_gradcam": True})]),
+                    classes=[ClassResult(282, "tiger cat", 0.5, dict(
+                        faithfulness=measured(0.41, 0.33, 0.44),
+                        deletion=measured(0.07, 0.02, 0.03), insertion=measured(0.05, 0.08, 0.07),
+                        pointing={"gradcam": True, "gbp": False, "guided_gradcam": True}))]),
         PhotoResult("images/coffee.jpg", "coffee", localisation={"top1": True, "top5": True},
-                    classes=[ClassResult(967, "espresso", 0.9, measured(0.59, -0.14, 0.35),
-                                         measured(0.12, 0.2, 0.12), measured(0.81, 0.56, 0.64),
-                                         pointing={"gradcam": True})])]
+                    classes=[ClassResult(967, "espresso", 0.9, dict(
+                        faithfulness=measured(0.59, -0.14, 0.35),
+                        deletion=measured(0.12, 0.2, 0.12), insertion=measured(0.81, 0.56, 0.64),
+                        pointing={"gradcam": True}))])]
     settings = [("network", "mobilenet_v1_075 (classification)"),
                 ("deletion", "to grey (pixels 127.5)"),
                 ("insertion", "from blur (Gaussian 11x11, sigma 5)"),

@@ -1,0 +1,42 @@
+"""The metrics, each one unit: a module of this package defining `METRIC`
+(`evaluation.metric.Metric`: name, what it measures, its columns, its cost and its function).
+They are found here in `rank` order; adding a metric is adding its module (and its test). No
+TensorFlow or SciPy is imported here: a metric imports what it computes with when it runs.
+"""
+import importlib
+import pkgutil
+
+from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.evaluation.metric import Metric
+
+
+def _discover():
+    found = []
+    for module in pkgutil.iter_modules(__path__):
+        metric = getattr(importlib.import_module("%s.%s" % (__name__, module.name)), "METRIC",
+                         None)
+        if isinstance(metric, Metric):
+            found.append(metric)
+    return {metric.name: metric for metric in sorted(found, key=lambda m: m.rank)}
+
+
+REGISTRY = _discover()  # {name: Metric}
+METRICS = tuple(REGISTRY)
+COLUMNS = tuple(column for metric in REGISTRY.values() for column in metric.columns)
+PHOTO_COLUMNS = tuple(name for metric in REGISTRY.values() for name in metric.photo_columns)
+
+
+def parse_metrics(text_or_list):
+    """'faithfulness,deletion' or a list → a tuple of known metric names, in the order given."""
+    names = text_or_list.split(",") if isinstance(text_or_list, str) else list(text_or_list)
+    names = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
+    if not names or any(name not in REGISTRY for name in names):
+        raise GuidedGradCamError("--metrics takes a comma-separated subset of %s; got %r"
+                                 % (",".join(METRICS), text_or_list))
+    return names
+
+
+def help_text():
+    """--metrics' help: each metric and what it measures."""
+    return "Comma-separated: " + ", ".join(
+        "%s (%s)" % (name, metric.description) for name, metric in REGISTRY.items()) + "."
