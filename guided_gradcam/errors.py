@@ -16,6 +16,23 @@ class CheckpointError(GuidedGradCamError):
     """A checkpoint that is missing, cannot be fetched, or does not fit the network."""
 
 
+def one_line(error):
+    """An exception's text squeezed onto one line (messages are printed as one line), or its
+    type's name when it has none."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def parse_choices(text_or_list, known, flag):
+    """'a,b' or ['a', 'b'] → a tuple of the names, in the order given, each once; anything not
+    in `known` (or nothing at all) is one error naming `flag` and the choices."""
+    names = text_or_list.split(",") if isinstance(text_or_list, str) else list(text_or_list)
+    names = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
+    if not names or any(name not in known for name in names):
+        raise GuidedGradCamError("%s takes a comma-separated subset of %s; got %r"
+                                 % (flag, ",".join(known), text_or_list))
+    return names
+
+
 def first_line(error, limit=160):
     """An exception's message cut to its first sentence, at most `limit` characters (TF's are
     long; Keras' can hold a whole model config), or its type's name: with a model's path and

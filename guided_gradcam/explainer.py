@@ -39,6 +39,12 @@ class TopClass(tuple):
         return "TopClass(%d, %r, %.4f)" % (self[0], self.name, self[1])
 
 
+def top_classes(probabilities, k, name_of):
+    """[TopClass] of the k most probable classes (ties: the first, as argmax)."""
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [TopClass(int(i), float(probabilities[i]), name_of(int(i))) for i in order]
+
+
 @dataclasses.dataclass
 class Explanation:
     """Every map of one image; class indices are the model's (ImageNet's 0..999 for 1001-logit
@@ -75,10 +81,8 @@ class Explanation:
         """[(class index, probability)] of the k most probable classes; each also has `.name`."""
         if self.probabilities is None:
             raise GuidedGradCamError("a regression model has no classes: see .value")
-        order = np.argsort(-self.probabilities, kind="stable")[:k]
-        return [TopClass(int(i), float(self.probabilities[i]),
-                         self.class_names[i] if self.class_names else "class %d" % i)
-                for i in order]
+        return top_classes(self.probabilities, k, lambda i: (
+            self.class_names[i] if self.class_names else "class %d" % i))
 
     @property
     def class_name(self):

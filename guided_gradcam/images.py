@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from guided_gradcam.errors import ImageError
+from guided_gradcam.errors import ImageError, one_line
 
 # Resampling filter used to shrink the crop to the network's input size.
 # PIL's BILINEAR widens its kernel when downscaling, so it also antialiases.
@@ -23,12 +23,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 # files decode to in some Pillow versions, so it is read as 16-bit too).
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
-
-
-def _one_line(exc):
-    """An exception's text squeezed onto one line (messages are printed as one line)."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _gray_to_rgb(gray):
@@ -103,7 +97,7 @@ def load_photo(path, network_size=None):
             return np.ascontiguousarray(_to_rgb(image))
     except Image.DecompressionBombError as exc:
         raise ImageError(
-            f"image is too large to decode safely ({_one_line(exc)}): {path}"
+            f"image is too large to decode safely ({one_line(exc)}): {path}"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"not a readable image file (unknown format): {path}") from exc
@@ -111,7 +105,7 @@ def load_photo(path, network_size=None):
         raise ImageError(f"no permission to read image file: {path}") from exc
     except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
         # PIL reports truncated or corrupt data with any of these types.
-        raise ImageError(f"cannot decode image file ({_one_line(exc)}): {path}") from exc
+        raise ImageError(f"cannot decode image file ({one_line(exc)}): {path}") from exc
 
 
 def crop_box(photo_width, photo_height, target_height, target_width):

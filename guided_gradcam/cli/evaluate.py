@@ -230,13 +230,9 @@ def _evaluate_photos(evaluator, paths, labels, record, index):
 
 
 def main(argv):
-    if len(argv) > 1:
-        cli.print_error("unexpected arguments: %s (images go after --image)"
-                        % " ".join(argv[1:]))
-        return 2
-    if not FLAGS.image:
-        cli.print_error("no input: pass --image PATH (a file, a folder or a glob; repeatable)")
-        return 2
+    stray = cli.stray_arguments(argv)
+    if stray is not None:
+        return stray
     failures = 0
     try:
         ignored = [name for name in NOT_FOR_EVALUATION if FLAGS[name].present]
@@ -245,11 +241,7 @@ def main(argv):
         require_extra(FLAGS.plots)
         settings = _settings()
         labels = cli.check_model_flags()
-        from guided_gradcam.images import collect_image_paths
-
-        paths, missing = collect_image_paths(FLAGS.image)
-        for message in missing:
-            cli.print_error(message)
+        paths, missing = cli.collect_inputs()
         if not paths:
             return 1
         cli.check_writable(FLAGS.output_dir)

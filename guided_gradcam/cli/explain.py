@@ -12,10 +12,11 @@ import sys
 
 from absl import app, flags
 
-from guided_gradcam.errors import GuidedGradCamError
-from guided_gradcam.zoo.networks import DEFAULT_NETWORK, NETWORKS
-from guided_gradcam.outputs.files import OUTPUT_KINDS
+from guided_gradcam.core.tasks import CLASSIFICATION, REGRESSION
 from guided_gradcam.core.tf_startup import import_tensorflow_quietly
+from guided_gradcam.errors import GuidedGradCamError, parse_choices
+from guided_gradcam.outputs.files import OUTPUT_KINDS
+from guided_gradcam.zoo.networks import DEFAULT_NETWORK, NETWORKS
 
 if __name__ == "__main__":
     # `python -m guided_gradcam.cli.explain`: run the imported module. This copy, named __main__, would
@@ -110,12 +111,7 @@ def check_writable(folder):
 
 
 def parse_outputs(text):
-    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
-    unknown = [kind for kind in kinds if kind not in OUTPUT_KINDS]
-    if unknown or not kinds:
-        raise GuidedGradCamError("--outputs takes a comma-separated subset of %s; got %r"
-                                 % (",".join(OUTPUT_KINDS), text))
-    return kinds
+    return parse_choices(text, OUTPUT_KINDS, "--outputs")
 
 
 class ResultPrinter:
@@ -129,7 +125,7 @@ class ResultPrinter:
 
     def __call__(self, job, explanation, labels):
         mode = "counterfactual " if explanation.counterfactual else ""
-        if explanation.task == "regression":
+        if explanation.task == REGRESSION:
             print("%s: y = %.6g; explained %s%s" % (job.path, explanation.value, mode,
                                                     "-y" if explanation.counterfactual else "y"),
                   flush=True)
@@ -139,7 +135,7 @@ class ResultPrinter:
             if job is not self._last_job:
                 k = min(5, len(explanation.probabilities))
                 scores = "%s: %s" % (
-                    "top-%d" % k if explanation.task == "classification" else "p",
+                    "top-%d" % k if explanation.task == CLASSIFICATION else "p",
                     ", ".join("%s (%d) %.3f" % (c.name, c.index, c.probability)
                               for c in explanation.top_k(k)))
                 if len(job.targets) == 1:
@@ -150,7 +146,7 @@ class ResultPrinter:
                 print("%s: %s" % (job.path, explained), flush=True)
         self._last_job = job
         if not explanation.cam_lowres.any():
-            subject = "y" if explanation.task == "regression" else labels.name(explanation.label)
+            subject = "y" if explanation.task == REGRESSION else labels.name(explanation.label)
             meaning = ("nothing speaks against %s" if explanation.counterfactual
                        else "no positive evidence for %s") % subject
             print("note: %s: the %sGrad-CAM map is all zero: %s at layer %s"
@@ -270,16 +266,34 @@ def _plan(paths, labels, kinds, methods):
     return jobs
 
 
-def main(argv):
+def stray_arguments(argv):
+    """Both commands' first check: 2 (with its one line) for arguments that are no flags or
+    for no --image at all; None when the command line can go on."""
     if len(argv) > 1:
         print_error("unexpected arguments: %s (images go after --image)" % " ".join(argv[1:]))
         return 2
     if not FLAGS.image:
         print_error("no input: pass --image PATH (a file, a folder or a glob; repeatable)")
         return 2
+    return None
+
+
+def collect_inputs():
+    """(paths, missing) of --image, each missing one reported in its own line."""
+    from guided_gradcam.images import collect_image_paths
+
+    paths, missing = collect_image_paths(FLAGS.image)
+    for message in missing:
+        print_error(message)
+    return paths, missing
+
+
+def main(argv):
+    stray = stray_arguments(argv)
+    if stray is not None:
+        return stray
     jobs, missing, failures = [], [], 0
     try:
-        from guided_gradcam.images import collect_image_paths
         from guided_gradcam.cli.pipeline import Progress, run_jobs
         from guided_gradcam.methods import parse_methods
         from guided_gradcam.outputs.run_index import RunIndex
@@ -287,9 +301,7 @@ def main(argv):
         kinds = parse_outputs(FLAGS.outputs)
         methods = parse_methods(FLAGS.methods)
         labels = check_model_flags()
-        paths, missing = collect_image_paths(FLAGS.image)
-        for message in missing:
-            print_error(message)
+        paths, missing = collect_inputs()
         if not paths:
             return 1
         if FLAGS.model is None:

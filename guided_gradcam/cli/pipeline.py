@@ -119,6 +119,60 @@ def _decode(explainer, job):
     return photo, box, network_input
 
 
+class _Writing:
+    """A folder run's explaining and writing: each batch's targets explained in one session
+    run, their files rendered and written on the writer's threads, at most `max_pending`
+    waiting; failures counted, each reported once."""
+
+    def __init__(self, explainer, writer, output_dir, counterfactual, kinds, report, error,
+                 index, max_pending):
+        self.explainer, self.writer, self.output_dir = explainer, writer, output_dir
+        self.counterfactual, self.kinds, self.report = counterfactual, kinds, report
+        self.error, self.index, self.max_pending = error, index, max_pending
+        self.failures = 0
+        self.pending = collections.deque()
+
+    def finish_oldest(self):
+        job, future = self.pending.popleft()
+        try:
+            future.result()
+        except (OSError, GuidedGradCamError) as problem:
+            self.error("cannot write outputs for %s: %s" % (job.path, problem))
+            self.failures += 1
+
+    def decoded(self, submitted):
+        """The (job, photo, box, network input) of each decoded job; the others reported."""
+        decoded = []
+        for job, future in submitted:
+            try:
+                decoded.append((job,) + future.result())
+            except GuidedGradCamError as problem:
+                self.error(problem)
+                self.failures += 1
+                if self.index is not None:
+                    self.index.failed(job.path, job.stem, problem)
+        return decoded
+
+    def explain_and_submit(self, decoded):
+        explainer = self.explainer
+        wanted = [(item, target) for item in decoded for target in item[0].targets]
+        explanations = explainer.explain(
+            [item[3] for item, _ in wanted], [target.label for _, target in wanted],
+            counterfactual=self.counterfactual)
+        for ((job, photo, box, _), target), explanation in zip(wanted, explanations):
+            name = explainer.labels.name(explanation.label)
+            self.report(job, explanation, explainer.labels)
+            stem = job.stem + target.suffix
+            written = self.writer.submit(
+                save_outputs, explanation, photo, box, name, self.output_dir, stem, self.kinds)
+            if self.index is not None:
+                self.index.record_when_written(written, job.path, stem, explanation,
+                                               explainer.labels)
+            self.pending.append((job, written))
+            while len(self.pending) > self.max_pending:
+                self.finish_oldest()
+
+
 def run_jobs(explainer, jobs, output_dir, batch_size=16, counterfactual=False,
              kinds=OUTPUT_KINDS, report=print, error=None, progress=None,
              workers=None, max_pending=None, index=None):
@@ -128,70 +182,34 @@ def run_jobs(explainer, jobs, output_dir, batch_size=16, counterfactual=False,
 
     Rendering and PNG encoding cost more CPU than the session run itself, so they get one
     writer thread per core (PIL and zlib release the GIL); the session's own threads share
-    the cores with them.
+    the cores with them. The next batch is decoded while the current one runs.
     """
     error = error or (lambda message: print("error: %s" % message, file=sys.stderr))
     workers = workers or max(1, os.cpu_count() or 1)
-    max_pending = max_pending or batch_size
     batches = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
-    failures = 0
     done = 0
-    pending = collections.deque()
-
-    def finish_oldest():
-        nonlocal failures
-        job, future = pending.popleft()
-        try:
-            future.result()
-        except (OSError, GuidedGradCamError) as problem:
-            error("cannot write outputs for %s: %s" % (job.path, problem))
-            failures += 1
-
     with concurrent.futures.ThreadPoolExecutor(workers) as decoders, \
             concurrent.futures.ThreadPoolExecutor(workers) as writer:
+        run = _Writing(explainer, writer, output_dir, counterfactual, kinds, report, error,
+                       index, max_pending or batch_size)
+
         def submit(batch):
             return [(job, decoders.submit(_decode, explainer, job)) for job in batch]
-
-        def explain_and_submit(decoded):
-            wanted = [(item, target) for item in decoded for target in item[0].targets]
-            explanations = explainer.explain(
-                [item[3] for item, _ in wanted], [target.label for _, target in wanted],
-                counterfactual=counterfactual)
-            for ((job, photo, box, _), target), explanation in zip(wanted, explanations):
-                name = explainer.labels.name(explanation.label)
-                report(job, explanation, explainer.labels)
-                stem = job.stem + target.suffix
-                written = writer.submit(
-                    save_outputs, explanation, photo, box, name, output_dir, stem, kinds)
-                if index is not None:
-                    index.record_when_written(written, job.path, stem, explanation,
-                                              explainer.labels)
-                pending.append((job, written))
-                while len(pending) > max_pending:
-                    finish_oldest()
 
         ahead = submit(batches[0]) if batches else []
         for number in range(len(batches)):
             current, ahead = ahead, (submit(batches[number + 1]) if number + 1 < len(batches)
                                      else [])
-            decoded = []
-            for job, future in current:
-                try:
-                    decoded.append((job,) + future.result())
-                except GuidedGradCamError as problem:
-                    error(problem)
-                    failures += 1
-                    if index is not None:
-                        index.failed(job.path, job.stem, problem)
+            decoded = run.decoded(current)
             done += len(current) - len(decoded)
             if decoded:
-                explain_and_submit(decoded)
+                run.explain_and_submit(decoded)
                 done += len(decoded)
             del decoded  # what is not yet written is held by the writer's queue alone
             if progress:
-                progress.update(done - len(pending))
-        while pending:
-            finish_oldest()
+                progress.update(done - len(run.pending))
+        while run.pending:
+            run.finish_oldest()
     if progress:
         progress.update(done, final=True)
-    return failures
+    return run.failures

@@ -15,9 +15,8 @@ import dataclasses
 import tensorflow.compat.v1 as tf
 
 from guided_gradcam.core.graph_paths import skip_identities
+from guided_gradcam.core.tasks import BINARY, CLASSIFICATION, MULTILABEL, REGRESSION  # noqa: F401
 from guided_gradcam.errors import GuidedGradCamError
-
-CLASSIFICATION, BINARY, MULTILABEL, REGRESSION = "classification", "binary", "multilabel", "regression"
 
 
 @dataclasses.dataclass

@@ -18,12 +18,13 @@ import dataclasses
 
 import numpy as np
 
+from guided_gradcam.core.tasks import REGRESSION
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import boxes as gt_boxes
 from guided_gradcam.evaluation import deletion_insertion, faithfulness
 from guided_gradcam.evaluation.metric import Photo
 from guided_gradcam.evaluation.metrics import COLUMNS, METRICS, REGISTRY
-from guided_gradcam.explainer import TopClass
+from guided_gradcam.explainer import top_classes
 
 _COLUMN_KEYS = frozenset(column.key for column in COLUMNS)
 
@@ -124,7 +125,7 @@ class Evaluator:
         self.boxes_dir = boxes_dir
         self.metrics = [REGISTRY[name] for name in METRICS if name in settings.metrics]
         # Counterfactual maps are measured by the metrics that know what to expect of them.
-        self.counterfactual = explainer.task != "regression" and any(
+        self.counterfactual = explainer.task != REGRESSION and any(
             metric.counterfactual for metric in self.metrics)
         self._states = {metric.name: metric.prepare(explainer, settings)
                         for metric in self.metrics if metric.prepare is not None}
@@ -144,9 +145,7 @@ class Evaluator:
         net_input = explainer.network_inputs(network_input[None])[0]
         probabilities = explainer.forward(net_input[None])[1]
         if probabilities is not None:
-            order = np.argsort(-probabilities[0], kind="stable")[:5]  # ties: the first, as argmax
-            result.top5 = [TopClass(int(c), float(probabilities[0, c]), explainer.labels.name(c))
-                           for c in order]
+            result.top5 = top_classes(probabilities[0], 5, explainer.labels.name)
         predicted = [c.index for c in result.top5]
         classes = [explainer.labels.resolve(label) for label in labels or []] or (
             predicted[:1] or [0])  # regression: its one output
@@ -178,7 +177,7 @@ class Evaluator:
         """A note for each all-zero Grad-CAM map (as inference.py gives): it ranks no pixels,
         so its numbers and its guided version's are NaN, `-` in the summary."""
         for explanation, counterfactual in zip(result.explanations, counterfactuals):
-            subject = ("y" if explanation.task == "regression"
+            subject = ("y" if explanation.task == REGRESSION
                        else self.explainer.labels.describe(explanation.label))
             for mode, meaning, e in (("", "no positive evidence for", explanation),
                                      ("counterfactual ", "nothing speaks against",

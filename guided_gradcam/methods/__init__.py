@@ -7,7 +7,7 @@ GRADCAM is the paper's map: the explanation's own fields hold it, whatever else 
 import importlib
 import pkgutil
 
-from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.errors import GuidedGradCamError, parse_choices
 from guided_gradcam.methods.base import CamMethod
 
 
@@ -29,10 +29,10 @@ GRADCAM = "gradcam"
 
 def parse_methods(text_or_list):
     """'gradcam,layercam' or ['gradcam', …] → a tuple of known method names, in order."""
-    names = text_or_list.split(",") if isinstance(text_or_list, str) else list(text_or_list)
-    names = tuple(dict.fromkeys(name.strip().lower() for name in names if name.strip()))
-    unknown = [name for name in names if name not in METHODS]
-    if unknown or not names:
+    names = (text_or_list.lower() if isinstance(text_or_list, str)
+             else [name.lower() for name in text_or_list])
+    try:
+        return parse_choices(names, METHODS, "methods")
+    except GuidedGradCamError:  # the message quotes what was given, as given
         raise GuidedGradCamError("methods are a comma-separated subset of %s; got %r"
-                                 % (",".join(METHODS), text_or_list))
-    return names
+                                 % (",".join(METHODS), text_or_list)) from None

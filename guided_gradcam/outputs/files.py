@@ -4,6 +4,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from guided_gradcam.core.tasks import REGRESSION
 from guided_gradcam.outputs import rendering
 from guided_gradcam.methods import GRADCAM, TITLES
 
@@ -13,7 +14,7 @@ PNG_MAPS = ("gradcam", "gbp", "guided_gradcam")
 
 def heading(explanation, class_name):
     prefix = "counterfactual " if explanation.counterfactual else ""
-    if explanation.task == "regression":
+    if explanation.task == REGRESSION:
         return "%s%s  y=%.4g" % (prefix, "-y" if explanation.counterfactual else "y",
                                  explanation.value)
     return "%s%s (%d)  p=%.3f" % (

@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 import zlib
 
-from guided_gradcam.errors import CheckpointError
+from guided_gradcam.errors import CheckpointError, one_line
 
 _STDERR = object()  # default for `progress`: resolved at call time so redirected stderr is honoured
 _CHUNK_BYTES = 1 << 20
@@ -108,10 +108,6 @@ def _download(url, archive_path, label, progress, timeout):
     return digest.hexdigest(), done, total
 
 
-def _one_line(reason):
-    return " ".join(str(reason).split())
-
-
 def _network_reason(error, timeout):
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code} {error.reason}"
@@ -123,7 +119,7 @@ def _network_reason(error, timeout):
         return f"connection closed after {len(error.partial)} bytes, {error.expected} more expected"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
-    return _one_line(error) or type(error).__name__
+    return one_line(error) or type(error).__name__
 
 
 def _unpack(archive_path, url, checkpoint_name, target_dir):
@@ -144,10 +140,10 @@ def _unpack(archive_path, url, checkpoint_name, target_dir):
             # Extracting reads every member's data, so a truncated final member is caught here too.
             archive.extractall(target_dir, **extract_options)
     except (tarfile.TarError, EOFError, zlib.error) as e:
-        raise CheckpointError(f"{truncated} ({_one_line(e)})") from None
+        raise CheckpointError(f"{truncated} ({one_line(e)})") from None
     except OSError as e:
         if e.filename is None:  # gzip's "Not a gzipped file" and similar decoding errors
-            raise CheckpointError(f"{truncated} ({_one_line(e)})") from None
+            raise CheckpointError(f"{truncated} ({one_line(e)})") from None
         raise CheckpointError(f"cannot unpack the archive from {url} into {target_dir} ({e.strerror or e})") from None
 
 

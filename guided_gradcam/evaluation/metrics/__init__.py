@@ -6,7 +6,7 @@ TensorFlow or SciPy is imported here: a metric imports what it computes with whe
 import importlib
 import pkgutil
 
-from guided_gradcam.errors import GuidedGradCamError
+from guided_gradcam.errors import parse_choices
 from guided_gradcam.evaluation.metric import Metric
 
 
@@ -28,12 +28,7 @@ PHOTO_COLUMNS = tuple(name for metric in REGISTRY.values() for name in metric.ph
 
 def parse_metrics(text_or_list):
     """'faithfulness,deletion' or a list → a tuple of known metric names, in the order given."""
-    names = text_or_list.split(",") if isinstance(text_or_list, str) else list(text_or_list)
-    names = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
-    if not names or any(name not in REGISTRY for name in names):
-        raise GuidedGradCamError("--metrics takes a comma-separated subset of %s; got %r"
-                                 % (",".join(METRICS), text_or_list))
-    return names
+    return parse_choices(text_or_list, METRICS, "--metrics")
 
 
 def help_text():

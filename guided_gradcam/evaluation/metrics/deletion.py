@@ -4,6 +4,7 @@ back onto the insertion baseline in the same order (higher is better). Every cur
 all maps, both modes and all classes of a photo fills batches of exactly `batch_size`."""
 import numpy as np
 
+from guided_gradcam.core.tasks import REGRESSION
 from guided_gradcam.evaluation.metric import Column, Metric
 
 CURVE_MODES = ("deletion", "insertion")
@@ -94,7 +95,7 @@ def _check_baselines(photo, baselines):
                     "%s AUC says more of the baseline than of the maps (--baseline %s=NAME)"
                     % (result.path, result.baselines[mode], mode,
                        explainer.labels.describe(class_result.class_index)
-                       if explainer.task != "regression" else "y", score, score_of_photo,
+                       if explainer.task != REGRESSION else "y", score, score_of_photo,
                        mode, mode))
 
 
