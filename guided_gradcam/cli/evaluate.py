@@ -9,6 +9,7 @@ import sys
 
 from absl import flags
 
+from guided_gradcam.cli import common
 from guided_gradcam.cli import explain as cli
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import metrics
@@ -72,7 +73,7 @@ def help_text(argv0="evaluate.py"):
     own = FLAGS.get_flags_for_module(__name__)
     prog = "python " + argv0 if argv0.endswith(".py") else os.path.basename(argv0)
     return "%s\nflags (--helpfull adds absl's own):\n%s\n" % (
-        USAGE.format(prog=prog, extra=EXTRA), "\n".join(map(cli.describe_flag, shared + own)))
+        USAGE.format(prog=prog, extra=EXTRA), "\n".join(map(common.describe_flag, shared + own)))
 
 
 def require_extra(plots=True):
@@ -207,7 +208,7 @@ def _evaluate_photos(evaluator, paths, labels, record, index):
             photo = load_photo(path, explainer.input_size)
             result = evaluator.evaluate(photo, path, stem, labels)
         except (ImageError, GuidedGradCamError) as problem:
-            cli.print_error(problem)
+            common.print_error(problem)
             failures += 1
             record.add(PhotoResult(path, stem, error=str(problem)))
             index.failed(path, stem, problem)
@@ -277,14 +278,14 @@ def main(argv):
                       % (without, len(results), FLAGS.boxes), flush=True)
             print(report.summary_text(results, maps), flush=True)
     except GuidedGradCamError as problem:
-        cli.print_error(problem)
+        common.print_error(problem)
         return 1
     except KeyboardInterrupt:
-        cli.print_error("interrupted")
+        common.print_error("interrupted")
         return 130
     failures += len(missing)
     if failures:
-        cli.print_error("%d of %d inputs failed" % (failures, len(paths) + len(missing)))
+        common.print_error("%d of %d inputs failed" % (failures, len(paths) + len(missing)))
     return 1 if failures else 0
 
 
@@ -292,5 +293,5 @@ def run():
     FLAGS.set_default("output_dir", "evaluation")
     for name, text in HELP.items():  # inference.py's would name its .npz files
         FLAGS[name].help = text
-    cli.run(main, help_text)
+    common.run_command(main, help_text)
 

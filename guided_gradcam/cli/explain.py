@@ -10,8 +10,10 @@ import os
 import pathlib
 import sys
 
-from absl import app, flags
+from absl import flags
 
+from guided_gradcam.cli import common
+from guided_gradcam.cli.common import describe_flag, print_error
 from guided_gradcam.core.tasks import CLASSIFICATION, REGRESSION
 from guided_gradcam.core.tf_startup import import_tensorflow_quietly
 from guided_gradcam.errors import GuidedGradCamError, parse_choices
@@ -75,10 +77,6 @@ flags.DEFINE_string("methods", "gradcam", "The Grad-CAM family, comma-separated,
                     "guided_gradcam).")
 flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks against the class.")
 FLAGS = flags.FLAGS
-
-
-def print_error(message):
-    print("error: %s" % message, file=sys.stderr)
 
 
 def parse_input_size(text):
@@ -355,26 +353,6 @@ def _program(argv0):
     return "python " + argv0 if argv0.endswith(".py") else os.path.basename(argv0)
 
 
-def describe_flag(flag):
-    """'  --name (default: X; syntax)' and the wrapped help, from the flag's definition."""
-    import textwrap
-
-    name = ("--[no]" if flag.boolean else "--") + flag.name
-    if flag.short_name:
-        name += ", -" + flag.short_name
-    notes = ["default: %s" % ("none" if flag.default is None
-                              else flag.default_as_str.strip("'") or "''")]
-    description = flag.help or ""
-    if isinstance(flag, flags.MultiFlag):
-        notes.append("repeatable")  # said here instead of absl's suffix to the help text
-        description = description.split(";\n    repeat this option")[0]
-    elif flag.parser.syntactic_help and not flag.boolean:
-        notes.append(flag.parser.syntactic_help)
-    lines = ["  %s (%s)" % (name, "; ".join(notes))]
-    lines += textwrap.wrap(description, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)
-    return "\n".join(lines)
-
-
 def help_text(argv0="inference.py"):
     """--help: usage, two examples, then every flag this module defines, in definition order."""
     tool_flags = FLAGS.get_flags_for_module(__name__)
@@ -382,37 +360,7 @@ def help_text(argv0="inference.py"):
         USAGE.format(prog=_program(argv0)), "\n".join(map(describe_flag, tool_flags)))
 
 
-class _HelpFlag(flags.BooleanFlag):
-    """--help, --helpshort (-h, -?): this tool's help on stdout, exit 0. absl's own print the
-    main module's docstring and its flags (none: they are defined here) and exit 1."""
-
-    def __init__(self, name, short_name, text=None):
-        super().__init__(name, False, "show this help", short_name=short_name,
-                         allow_hide_cpp=True)
-        self._text = text or help_text
-
-    def parse(self, arg):
-        if self._parse(arg):
-            sys.stdout.write(self._text(sys.argv[0]))
-            sys.stdout.flush()
-            sys.exit(0)
-
-
-def _parse_flags(argv):
-    """absl's parser, with its two-line FATAL message turned into our one-line error."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        print_error("%s (see --help)" % error)
-        sys.exit(2)
-
-
-def run(command=None, text=None):
-    """Runs `command` (default: this CLI's main) under absl, with `text(argv0)` as --help."""
-    app.define_help_flags()  # absl's help flags, then ours in place of --help/--helpshort
-    for name in ("help", "?", "helpshort"):
-        if name in FLAGS:
-            delattr(FLAGS, name)
-    for name, short_name in (("help", "h"), ("helpshort", "?")):
-        flags.DEFINE_flag(_HelpFlag(name, short_name, text), module_name=app.__name__)
-    app.run(command or main, flags_parser=_parse_flags)
+def run():
+    """The explaining command line (`inference.py`, `guided-gradcam`, `python -m
+    guided_gradcam`)."""
+    common.run_command(main, help_text)

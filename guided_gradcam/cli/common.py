@@ -1,0 +1,67 @@
+"""What both command lines share besides their flags: the one-line error, `--help` generated
+from the flag definitions, absl's parsing with one-line errors, running a command."""
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def print_error(message):
+    print("error: %s" % message, file=sys.stderr)
+
+
+def describe_flag(flag):
+    """'  --name (default: X; syntax)' and the wrapped help, from the flag's definition."""
+    import textwrap
+
+    name = ("--[no]" if flag.boolean else "--") + flag.name
+    if flag.short_name:
+        name += ", -" + flag.short_name
+    notes = ["default: %s" % ("none" if flag.default is None
+                              else flag.default_as_str.strip("'") or "''")]
+    description = flag.help or ""
+    if isinstance(flag, flags.MultiFlag):
+        notes.append("repeatable")  # said here instead of absl's suffix to the help text
+        description = description.split(";\n    repeat this option")[0]
+    elif flag.parser.syntactic_help and not flag.boolean:
+        notes.append(flag.parser.syntactic_help)
+    lines = ["  %s (%s)" % (name, "; ".join(notes))]
+    lines += textwrap.wrap(description, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
+
+
+class _HelpFlag(flags.BooleanFlag):
+    """--help, --helpshort (-h, -?): this tool's help on stdout, exit 0. absl's own print the
+    main module's docstring and its flags (none: they are defined here) and exit 1."""
+
+    def __init__(self, name, short_name, text=None):
+        super().__init__(name, False, "show this help", short_name=short_name,
+                         allow_hide_cpp=True)
+        self._text = text
+
+    def parse(self, arg):
+        if self._parse(arg):
+            sys.stdout.write(self._text(sys.argv[0]))
+            sys.stdout.flush()
+            sys.exit(0)
+
+
+def _parse_flags(argv):
+    """absl's parser, with its two-line FATAL message turned into our one-line error."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        print_error("%s (see --help)" % error)
+        sys.exit(2)
+
+
+def run_command(command, text):
+    """Runs `command` under absl, with `text(argv0)` as --help."""
+    app.define_help_flags()  # absl's help flags, then ours in place of --help/--helpshort
+    for name in ("help", "?", "helpshort"):
+        if name in FLAGS:
+            delattr(FLAGS, name)
+    for name, short_name in (("help", "h"), ("helpshort", "?")):
+        flags.DEFINE_flag(_HelpFlag(name, short_name, text), module_name=app.__name__)
+    app.run(command, flags_parser=_parse_flags)
