@@ -88,7 +88,11 @@ def plan_jobs(paths, output_dir, kinds=OUTPUT_KINDS, shard_index=0, num_shards=1
 class Progress:
     """'done/total, images/s, time left' on one line (rewritten in place on a terminal)."""
 
-    def __init__(self, total, stream=sys.stderr, interval=5.0):
+    def __init__(self, total, stream=sys.stderr, interval=None):
+        """interval: seconds between lines off a terminal (default 5, or
+        $GUIDED_GRADCAM_PROGRESS_INTERVAL: a batch scheduler's log may want fewer or more)."""
+        if interval is None:
+            interval = float(os.environ.get("GUIDED_GRADCAM_PROGRESS_INTERVAL", 5.0))
         self.total, self.stream, self.interval = total, stream, interval
         self.start = self.last = time.monotonic()
         self.tty = stream is not None and stream.isatty()
