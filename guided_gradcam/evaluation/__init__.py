@@ -1,16 +1,19 @@
 """Measuring the maps as the papers do (`evaluate.py`, `guided-gradcam-evaluate`).
 
-Framework-free metrics (numpy, SciPy, scikit-image) live apart from the TF side (forward
-scoring and weight randomisation through the explainer's session):
+A metric is one unit in `metrics/` (`metric.Metric`), found by that package; the numerical
+cores are framework-free (numpy, SciPy, scikit-image), apart from the TF side (forward scoring
+and weight randomisation through the explainer's session):
 
+    metric              what a metric is (Metric, Column) and what it measures (Photo)
+    metrics/            faithfulness, deletion (and insertion), localisation, sanity
     faithfulness        occlusion maps and Spearman's rank correlation (Grad-CAM paper, 5.3)
-    deletion_insertion  the causal metrics of Petsiuk et al. (RISE, 2018)
+    deletion_insertion  the causal metrics' inputs and AUC (Petsiuk et al., RISE, 2018)
     boxes               Pascal VOC XML boxes, IoU, localisation error and the pointing game
+    localization        the Grad-CAM paper's box from a map, and back onto the photo
     similarity          the sanity checks' similarity measures (Adebayo et al., 2018)
     randomisation       cascading and independent weight randomisation, as session feeds
-    sanity              the randomisation steps, each block's random weights drawn once
-    runner              one photo: every metric of every map of each evaluated class
-    report              evaluation.csv, sanity.csv, the summary table and the plots
+    runner              one photo: every chosen metric of every map of each evaluated class
+    report              evaluation.csv, sanity.csv, evaluation.json, the summary and the plots
 
-The command line is `evaluate_cli.py` (`evaluate.py`, `guided-gradcam-evaluate`).
+The command line is `cli/evaluate.py` (`evaluate.py`, `guided-gradcam-evaluate`).
 """

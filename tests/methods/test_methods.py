@@ -1,4 +1,4 @@
-"""The Grad-CAM family (cam_methods): each formula against values worked out by hand, and the
+"""The CAM methods (guided_gradcam.methods): each formula against values worked out by hand, and the
 properties that tie the methods together on real graphs.
 
 Hand-computed cases use 2x2 maps, written one channel at a time; the expected numbers are
@@ -29,7 +29,7 @@ SEED = 0
 
 
 def _evaluate(method, activations, grads):
-    """cam_methods' `method` on constant A and g ([B, h, w, K]), run in a session of its own."""
+    """The registered `method` on constant A and g ([B, h, w, K]), run in a session of its own."""
     with tf.Graph().as_default(), tf.Session() as session:
         return session.run(REGISTRY[method].lowres(
             tf.constant(activations, tf.float32), tf.constant(grads, tf.float32)))
