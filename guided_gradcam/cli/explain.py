@@ -17,6 +17,7 @@ from guided_gradcam.cli.common import describe_flag, print_error
 from guided_gradcam.core.tasks import CLASSIFICATION, REGRESSION
 from guided_gradcam.core.tf_startup import import_tensorflow_quietly
 from guided_gradcam.errors import GuidedGradCamError, parse_choices
+from guided_gradcam.methods import GRADCAM, REGISTRY
 from guided_gradcam.outputs.files import OUTPUT_KINDS
 from guided_gradcam.zoo.networks import DEFAULT_NETWORK, NETWORKS
 
@@ -70,11 +71,13 @@ flags.DEFINE_boolean("skip_existing", False, "Skip images whose requested output
 flags.DEFINE_integer("num_shards", 1, "Split the inputs into this many deterministic shards.",
                      lower_bound=1)
 flags.DEFINE_integer("shard_index", 0, "Which shard (0-based) this job explains.", lower_bound=0)
-flags.DEFINE_string("methods", "gradcam", "The Grad-CAM family, comma-separated, all from the "
-                    "same run: gradcam, gradcampp (Grad-CAM++), xgradcam, layercam, hirescam; "
-                    "each also guided (x GBP). The panel shows them in the order given. "
+flags.DEFINE_string("methods", GRADCAM, "The CAM methods, comma-separated, all from the same "
+                    "run: %s; each also guided (x GBP). The panel shows them in the order given. "
                     "Grad-CAM's fields are always filled, asked or not (cam, cam_lowres, "
-                    "guided_gradcam).")
+                    "guided_gradcam)." % ", ".join(
+                        name if method.title.lower().replace("-", "") == name
+                        else "%s (%s)" % (name, method.title)
+                        for name, method in REGISTRY.items()))
 flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks against the class.")
 FLAGS = flags.FLAGS
 
