@@ -4,24 +4,13 @@
 
 GRADCAM is the paper's map: the explanation's own fields hold it, whatever else is asked.
 """
-import importlib
-import pkgutil
+import sys
 
 from guided_gradcam.errors import GuidedGradCamError, parse_choices
 from guided_gradcam.methods.base import CamMethod
+from guided_gradcam.registry import discover
 
-
-def _discover():
-    found = []
-    for module in pkgutil.iter_modules(__path__):
-        method = getattr(importlib.import_module("%s.%s" % (__name__, module.name)), "METHOD",
-                         None)
-        if isinstance(method, CamMethod):
-            found.append(method)
-    return {method.name: method for method in sorted(found, key=lambda m: m.rank)}
-
-
-REGISTRY = _discover()  # {name: CamMethod}
+REGISTRY = discover(sys.modules[__name__], "METHOD", CamMethod)  # {name: CamMethod}
 METHODS = tuple(REGISTRY)
 TITLES = {name: method.title for name, method in REGISTRY.items()}
 GRADCAM = "gradcam"

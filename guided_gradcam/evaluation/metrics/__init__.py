@@ -3,24 +3,13 @@
 They are found here in `rank` order; adding a metric is adding its module (and its test). No
 TensorFlow or SciPy is imported here: a metric imports what it computes with when it runs.
 """
-import importlib
-import pkgutil
+import sys
 
 from guided_gradcam.errors import parse_choices
 from guided_gradcam.evaluation.metric import Metric
+from guided_gradcam.registry import discover
 
-
-def _discover():
-    found = []
-    for module in pkgutil.iter_modules(__path__):
-        metric = getattr(importlib.import_module("%s.%s" % (__name__, module.name)), "METRIC",
-                         None)
-        if isinstance(metric, Metric):
-            found.append(metric)
-    return {metric.name: metric for metric in sorted(found, key=lambda m: m.rank)}
-
-
-REGISTRY = _discover()  # {name: Metric}
+REGISTRY = discover(sys.modules[__name__], "METRIC", Metric)  # {name: Metric}
 METRICS = tuple(REGISTRY)
 COLUMNS = tuple(column for metric in REGISTRY.values() for column in metric.columns)
 PHOTO_COLUMNS = tuple(name for metric in REGISTRY.values() for name in metric.photo_columns)
