@@ -22,14 +22,15 @@ def one_line(error):
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def parse_choices(text_or_list, known, flag):
-    """'a,b' or ['a', 'b'] → a tuple of the names, in the order given, each once; anything not
-    in `known` (or nothing at all) is one error naming `flag` and the choices."""
+def parse_choices(text_or_list, known, subject, normalise=str):
+    """'a,b' or ['a', 'b'] → a tuple of the names (each through `normalise`), in the order
+    given, each once; anything not in `known` (or nothing at all) is one error: `subject`
+    ('--metrics takes') a comma-separated subset of the choices."""
     names = text_or_list.split(",") if isinstance(text_or_list, str) else list(text_or_list)
-    names = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
+    names = tuple(dict.fromkeys(normalise(name.strip()) for name in names if name.strip()))
     if not names or any(name not in known for name in names):
-        raise GuidedGradCamError("%s takes a comma-separated subset of %s; got %r"
-                                 % (flag, ",".join(known), text_or_list))
+        raise GuidedGradCamError("%s a comma-separated subset of %s; got %r"
+                                 % (subject, ",".join(known), text_or_list))
     return names
 
 

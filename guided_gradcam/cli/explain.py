@@ -112,7 +112,7 @@ def check_writable(folder):
 
 
 def parse_outputs(text):
-    return parse_choices(text, OUTPUT_KINDS, "--outputs")
+    return parse_choices(text, OUTPUT_KINDS, "--outputs takes")
 
 
 class ResultPrinter:

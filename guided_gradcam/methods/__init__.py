@@ -6,7 +6,7 @@ GRADCAM is the paper's map: the explanation's own fields hold it, whatever else 
 """
 import sys
 
-from guided_gradcam.errors import GuidedGradCamError, parse_choices
+from guided_gradcam.errors import parse_choices
 from guided_gradcam.methods.base import CamMethod
 from guided_gradcam.registry import discover
 
@@ -18,10 +18,4 @@ GRADCAM = "gradcam"
 
 def parse_methods(text_or_list):
     """'gradcam,layercam' or ['gradcam', …] → a tuple of known method names, in order."""
-    names = (text_or_list.lower() if isinstance(text_or_list, str)
-             else [name.lower() for name in text_or_list])
-    try:
-        return parse_choices(names, METHODS, "methods")
-    except GuidedGradCamError:  # the message quotes what was given, as given
-        raise GuidedGradCamError("methods are a comma-separated subset of %s; got %r"
-                                 % (",".join(METHODS), text_or_list)) from None
+    return parse_choices(text_or_list, METHODS, "methods are", normalise=str.lower)

@@ -36,12 +36,8 @@ def mean_over_space(tensor):
 
 
 def weighted_sum(weights, activations):
-    """ReLU(Σ_k w_k A^k) for per-image, per-channel weights [B, 1, 1, K]. tf.maximum, not
-    tf.nn.relu: every Relu op of the graph belongs to the network (and gets its override)."""
+    """ReLU(Σ_k w_k A^k) for per-channel weights [B, 1, 1, K], or per-pixel ones [B, h, w, K].
+    tf.maximum, not tf.nn.relu: every Relu op of the graph belongs to the network (and gets
+    its override)."""
     import tensorflow.compat.v1 as tf
     return tf.maximum(tf.reduce_sum(weights * activations, axis=3), 0.0)
-
-
-def pixelwise_sum(weights, activations):
-    """ReLU(Σ_k w^k_ij A^k_ij) for per-pixel weights [B, h, w, K]."""
-    return weighted_sum(weights, activations)

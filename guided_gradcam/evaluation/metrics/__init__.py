@@ -17,7 +17,7 @@ PHOTO_COLUMNS = tuple(name for metric in REGISTRY.values() for name in metric.ph
 
 def parse_metrics(text_or_list):
     """'faithfulness,deletion' or a list → a tuple of known metric names, in the order given."""
-    return parse_choices(text_or_list, METRICS, "--metrics")
+    return parse_choices(text_or_list, METRICS, "--metrics takes")
 
 
 def help_text():
