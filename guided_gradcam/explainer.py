@@ -14,9 +14,12 @@ quiet_tensorflow_import()  # the API is as quiet as the CLI, also imported direc
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
+from guided_gradcam import forward_passes, smoothing
 from guided_gradcam.core import heads
 from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.methods import GRADCAM, REGISTRY, parse_methods
+from guided_gradcam.methods.base import MASKED_INPUTS
+from guided_gradcam.methods.scorecam import DEFAULT_CHANNELS
 from guided_gradcam.graph import PREDICTED_CLASS, MethodMaps, build_explanation_graph
 from guided_gradcam.images import fit_to_network
 from guided_gradcam.labels import LabelSpace, read_labels_file
@@ -147,22 +150,35 @@ class GuidedGradCam:
     'imagenet'; methods: the Grad-CAM family members `explain` computes by default.
     trust_model: run a model that would do more than compute (file or Python ops, Keras
     `Lambda` layers), which is refused by default (`model_safety`): a model file is a program.
+    batch_size: inputs per run of Score-CAM's masked inputs and Ablation-CAM's tail passes.
+    score_cam_channels: Score-CAM masks only this many channels of largest variance (Faster
+    Score-CAM); None: every channel. aug_smooth, eigen_smooth: the smoothing options of
+    pytorch-grad-cam, for every method (`smoothing`, `methods.base.principal_projection`).
     """
 
     def __init__(self, model=DEFAULT_NETWORK, checkpoint=None, layer=None,
                  checkpoints_dir=None, download=True,
                  input_size=None, progress=sys.stderr, *, input=None, output=None, feeds=None,
                  signature=None, preprocess=None, labels_file=None, methods=("gradcam",),
-                 trust_model=False):
+                 trust_model=False, batch_size=16, score_cam_channels=DEFAULT_CHANNELS,
+                 aug_smooth=False, eigen_smooth=False):
         self.methods = parse_methods(methods)  # explain's default
         self.trust_model = bool(trust_model)
+        if int(batch_size) < 1 or (score_cam_channels is not None and int(score_cam_channels) < 1):
+            raise GuidedGradCamError("batch_size and score_cam_channels must be at least 1")
+        self.batch_size = int(batch_size)
+        self.score_cam_channels = score_cam_channels and int(score_cam_channels)
+        self.aug_smooth = bool(aug_smooth)
+        self._progress = progress
         self.source = open_source(
             model, checkpoint=checkpoint, checkpoints_dir=checkpoints_dir, download=download,
             progress=progress, input=input, output=output, feeds=feeds, signature=signature,
             preprocess=preprocess, input_size=input_size, trust_model=trust_model)
         # ImageNet's names for a model only when asked; with 1001 scores, logit 0 is background.
         self._graph = build_explanation_graph(self.source, layer, input_size,
-                                              imagenet_background=labels_file == "imagenet")
+                                              imagenet_background=labels_file == "imagenet",
+                                              eigen_smooth=eigen_smooth)
+        self.eigen_smooth = self._graph.eigen_smooth
         g = self._graph
         self.task = g.head.task
         num_scores = g.head.scores.shape[-1]
@@ -206,22 +222,14 @@ class GuidedGradCam:
         methods = parse_methods(methods or self.methods)
         images = self._checked_images(images)
         g = self._graph
-        feed = {
-            g.images: images,
-            g.labels: self._logit_indices(labels, len(images)),
-            g.counterfactual: bool(counterfactual),
-            **g.model.feeds,
-            **(feeds or {}),
-        }
-        fetches = [g.targets, g.logits, g.cam_lowres, g.cam, g.gbp, g.guided_gradcam]
-        if set(methods) - {GRADCAM}:
-            fetches += list(g.family[1:])  # all other members at once: one resize, one product
-        targets, scores, cam_lowres, cam, gbp, guided, *family = self._run(fetches, feed)
-
-        def family_maps(b, method):
-            if method == GRADCAM:  # the explanation's own fields
-                return MethodMaps(cam_lowres[b], cam[b], guided[b])
-            return MethodMaps(*(maps[b, ..., g.family.methods.index(method)] for maps in family))
+        counterfactual = bool(counterfactual)
+        feeds = {**g.model.feeds, **(feeds or {})}
+        batch = self._maps({g.images: images}, self._logit_indices(labels, len(images)),
+                           counterfactual, methods, feeds)
+        if self.aug_smooth:
+            batch["maps"] = self._augmentation_smoothed(batch, counterfactual, methods, feeds)
+        targets, scores, gbp, maps = batch["targets"], batch["scores"], batch["gbp"], batch["maps"]
+        cam_lowres, cam, guided = maps[GRADCAM]
         offset = self.labels.offset
         probabilities = probabilities_of(self.task, scores, offset)
         return [
@@ -231,9 +239,66 @@ class GuidedGradCam:
                 cam_lowres=cam_lowres[b], cam=cam[b], gbp=gbp[b], guided_gradcam=guided[b],
                 image=images[b], counterfactual=bool(counterfactual), task=self.task,
                 class_names=self._short_names,
-                methods={method: family_maps(b, method) for method in methods})
+                methods={method: MethodMaps(*(m[b] for m in maps[method])) for method in methods})
             for b in range(len(images))
         ]
+
+    def _maps(self, inputs, labels, counterfactual, methods, feeds):
+        """One batch's {targets, scores, gbp, net_input, maps: {method: MethodMaps of [B, ...]
+        arrays}} from one session run, plus the forward passes of the gradient-free methods.
+        inputs: {images placeholder: uint8} or {net_input: preprocessed inputs}."""
+        g = self._graph
+        feed = {**inputs, g.labels: labels, g.counterfactual: counterfactual, **feeds}
+        family = [m for m in methods if m != GRADCAM and m in g.family.methods]
+        passes = [m for m in methods if not REGISTRY[m].in_graph]
+        fetches = {"targets": g.targets, "scores": g.logits, "gbp": g.gbp,
+                   GRADCAM: tuple(g.methods[GRADCAM]), "net_input": g.net_input}
+        if family:
+            fetches["family"] = tuple(g.family[1:])  # every member at once: one resize, one product
+        if passes:
+            fetches.update(target_scores=g.target_scores, activations=g.activations)
+        batch = self._run(fetches, feed)
+        batch["maps"] = {GRADCAM: MethodMaps(*batch[GRADCAM])}
+        for method in family:
+            index = g.family.methods.index(method)
+            batch["maps"][method] = MethodMaps(*(m[..., index] for m in batch["family"]))
+        for method in passes:
+            batch["maps"][method] = self._maps_from_passes(REGISTRY[method], batch,
+                                                           counterfactual, feeds)
+        return batch
+
+    def _maps_from_passes(self, method, batch, counterfactual, feeds):
+        """A gradient-free method's MethodMaps: scores of its forward passes → weights → maps."""
+        g = self._graph
+        arguments = (self._run, g, batch["net_input"], batch["activations"], batch["targets"],
+                     self.batch_size)
+        if method.needs == MASKED_INPUTS:
+            scores = forward_passes.masked_input_scores(
+                *arguments, channels=self.score_cam_channels, feeds=feeds,
+                progress=self._progress)
+        else:
+            scores = forward_passes.ablated_scores(*arguments, feeds=feeds,
+                                                   progress=self._progress)
+        weights = method.score_weights(scores, batch["target_scores"], counterfactual)
+        return MethodMaps(*self._run(tuple(g.weighted), {
+            g.activations: batch["activations"], g.gbp: batch["gbp"],
+            g.channel_weights: weights[:, None, None, :]}))
+
+    def _augmentation_smoothed(self, batch, counterfactual, methods, feeds):
+        """{method: MethodMaps} averaged over `smoothing.AUGMENTATIONS`, for the class explained
+        on the input itself."""
+        g = self._graph
+        lowres = {method: [maps.lowres] for method, maps in batch["maps"].items()}
+        cams = {method: [maps.cam] for method, maps in batch["maps"].items()}
+        for flip, brightness in smoothing.AUGMENTATIONS[1:]:
+            augmented = smoothing.augment(batch["net_input"], flip, brightness)
+            maps = self._maps({g.net_input: augmented}, batch["targets"], counterfactual,
+                              methods, feeds)["maps"]
+            for method, (method_lowres, method_cam, _) in maps.items():
+                lowres[method].append(smoothing.restore(method_lowres, flip))
+                cams[method].append(smoothing.restore(method_cam, flip))
+        return {method: MethodMaps(*smoothing.average(lowres[method], cams[method], batch["gbp"]))
+                for method in lowres}
 
     def network_inputs(self, images):
         """The preprocessed network inputs, float32 (B, H, W, C), of uint8 images: where 0 is

@@ -16,8 +16,9 @@ import tensorflow.compat.v1 as tf
 from guided_gradcam.core import tf_compat  # noqa: F401  (slim.batch_norm; quiets tf-slim's warning)
 from guided_gradcam.core import activations as activations_report
 from guided_gradcam.methods import GRADCAM, REGISTRY
+from guided_gradcam.methods.base import combine
 from guided_gradcam.errors import GuidedGradCamError
-from guided_gradcam.core.graph_paths import ancestor_ops, ops_between
+from guided_gradcam.core.graph_paths import ancestor_ops, ops_between, reads
 from guided_gradcam.core.guided_relu import OVERRIDE_MAP, guided_override, plain_gradients
 from guided_gradcam.core.heads import Head, find_head
 from guided_gradcam.sources.base import PlacedModel
@@ -35,6 +36,7 @@ class ExplanationGraph:
     net_input: tf.Tensor  # float32 [B, H, W, C]: the preprocessed input; feeding it skips
     #                       the preprocessing (occluded or masked inputs for the evaluation)
     targets: tf.Tensor  # int32 [B]: the column of `head.explained` explained per image
+    target_scores: tf.Tensor  # [B]: y^c, the explained score per image
     logits: tf.Tensor  # [B, C]: the model's raw scores (pre-softmax/sigmoid), `head.scores`
     activations: tf.Tensor  # [B, h, w, K]: A, the Grad-CAM layer's output
     cam_lowres: tf.Tensor  # [B, h, w]: ReLU(Σ_k α_k A^k), unnormalised
@@ -47,7 +49,11 @@ class ExplanationGraph:
     model: PlacedModel  # feeds, restore
     background_logits: int  # leading scores that are never the predicted class
     family: "FamilyMaps"  # the Grad-CAM family's other members; gradcam's are the fields above
-    methods: dict  # {method: MethodMaps of batch tensors}, gradcam included
+    methods: dict  # {method: MethodMaps of batch tensors}: the in-graph ones, gradcam included
+    channel_weights: tf.Tensor  # placeholder [B, 1, 1, K]: weights found outside the graph
+    weighted: "MethodMaps"  # the maps of `channel_weights` (fed with A and gbp: no model runs)
+    tail_reads_input: bool  # the scores read the input beside A (a skip around the layer)
+    eigen_smooth: bool  # every map is the first principal component of w ⊙ A, not its sum
     unguided: dict  # {activation: count}: what GBP passes with its ordinary gradient
 
 
@@ -102,18 +108,26 @@ def _gradients(objective, activations, net_input, scores, layer):
     return grads, gbp
 
 
-def _method_maps(activations, grads, gbp, height, width):
-    """(Grad-CAM's MethodMaps, the other methods' FamilyMaps): each method's map from (A, g),
-    upsampled, normalised and multiplied by GBP. Grad-CAM's, always fetched, are built alone;
-    the others side by side on a last axis, one resize and one product for all of them (a run
-    that fetches none of them computes none)."""
-    cam_lowres = tf.identity(REGISTRY[GRADCAM].lowres(activations, grads), name="cam_lowres")
+def _single_maps(lowres, gbp, height, width, name):
+    """MethodMaps of one [B, h, w] map: upsampled, normalised, multiplied by GBP."""
+    lowres = tf.identity(lowres, name=name + "_lowres")
+    cam = _upsample_and_normalise(lowres[..., None], height, width)
+    return MethodMaps(lowres, tf.squeeze(cam, 3, name=name), tf.multiply(gbp, cam))
+
+
+def _method_maps(activations, grads, gbp, height, width, eigen_smooth):
+    """(Grad-CAM's MethodMaps, the other in-graph methods' FamilyMaps): each method's map from
+    (A, g), upsampled, normalised and multiplied by GBP. Grad-CAM's, always fetched, are built
+    alone; the others side by side on a last axis, one resize and one product for all of them
+    (a run that fetches none of them computes none)."""
+    cam_lowres = tf.identity(REGISTRY[GRADCAM].lowres(activations, grads, eigen_smooth),
+                             name="cam_lowres")
     cam = _upsample_and_normalise(cam_lowres[..., None], height, width)
     guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")
     gradcam = MethodMaps(cam_lowres, tf.squeeze(cam, 3, name="cam"), guided_gradcam)
-    family = [name for name in REGISTRY if name != GRADCAM]
-    family_lowres = tf.stack([REGISTRY[name].lowres(activations, grads) for name in family],
-                             axis=3, name="family_lowres")
+    family = [name for name, method in REGISTRY.items() if method.in_graph and name != GRADCAM]
+    family_lowres = tf.stack([REGISTRY[name].lowres(activations, grads, eigen_smooth)
+                              for name in family], axis=3, name="family_lowres")
     family_cam = tf.identity(_upsample_and_normalise(family_lowres, height, width),
                              name="family_cam")
     family_guided = tf.multiply(gbp[..., None], family_cam[:, :, :, None, :],
@@ -121,7 +135,8 @@ def _method_maps(activations, grads, gbp, height, width):
     return gradcam, FamilyMaps(tuple(family), family_lowres, family_cam, family_guided)
 
 
-def build_explanation_graph(source, layer=None, input_size=None, imagenet_background=False):
+def build_explanation_graph(source, layer=None, input_size=None, imagenet_background=False,
+                            eigen_smooth=False):
     """Places `source`'s model (a `sources.base.ModelSource`) in a new graph under the guided
     override and builds every map of the paper on top of it.
 
@@ -129,6 +144,8 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
     input_size: (height, width) where the model allows another size than its own.
     imagenet_background: 1001 scores are ImageNet's with a background class first, which is
     never the predicted class (the source says so itself for slim checkpoints).
+    eigen_smooth: every method's map is the first principal component of its weighted
+    activations w ⊙ A instead of their sum (pytorch-grad-cam's eigen_smooth).
     """
     height, width, channels = source.check_input_size(input_size)
     graph = tf.Graph()
@@ -152,11 +169,19 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         targets = _explained_targets(head, labels, background)
         # Images of a batch are independent at inference (BatchNorm uses moving statistics), so
         # the gradient of Σ_b y_b^{c_b} w.r.t. image b is ∂y_b^{c_b}/∂x_b: one backward pass.
-        objective = tf.reduce_sum(tf.gather(head.explained, targets, axis=1, batch_dims=1))
+        target_scores = tf.gather(head.explained, targets, axis=1, batch_dims=1,
+                                  name="target_scores")
+        objective = tf.reduce_sum(target_scores)
         grads, gbp = _gradients(objective, activations, net_input, head.scores, layer)
         # The counterfactual map negates g for every method: regions speaking against c.
         signed_grads = tf.where(counterfactual, -1.0, 1.0) * grads
-        gradcam, family_maps = _method_maps(activations, signed_grads, gbp, height, width)
+        gradcam, family_maps = _method_maps(activations, signed_grads, gbp, height, width,
+                                            eigen_smooth)
+        # Weights found outside the graph (Score-CAM, Ablation-CAM) make their maps here.
+        channel_weights = tf.placeholder(tf.float32, [None, 1, 1, activations.shape[-1]],
+                                         name="channel_weights")
+        weighted = _single_maps(combine(channel_weights, activations, eigen_smooth), gbp,
+                                height, width, "weighted")
         # Per method, for graph-level work (the explainer fetches the stacks).
         methods = {GRADCAM: gradcam}
         for index, method in enumerate(family_maps.methods):
@@ -167,7 +192,10 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
 
     return ExplanationGraph(
         graph=graph, images=images, labels=labels, counterfactual=counterfactual,
-        net_input=net_input, targets=targets, logits=head.scores, activations=activations,
+        net_input=net_input, targets=targets, target_scores=target_scores, logits=head.scores,
+        activations=activations, channel_weights=channel_weights, weighted=weighted,
+        tail_reads_input=reads(head.explained, net_input, activations),
+        eigen_smooth=bool(eigen_smooth),
         cam_lowres=gradcam.lowres, cam=gradcam.cam, gbp=gbp, guided_gradcam=gradcam.guided,
         layer=layer, layer_names=tuple(model.layers), head=head, model=model,
         unguided=unguided, family=family_maps, methods=methods, background_logits=background)

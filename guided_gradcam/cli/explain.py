@@ -18,6 +18,7 @@ from guided_gradcam.core.tasks import CLASSIFICATION, REGRESSION
 from guided_gradcam.core.tf_startup import import_tensorflow_quietly
 from guided_gradcam.errors import GuidedGradCamError, parse_choices
 from guided_gradcam.methods import GRADCAM, REGISTRY
+from guided_gradcam.methods.scorecam import DEFAULT_CHANNELS
 from guided_gradcam.outputs.files import OUTPUT_KINDS
 from guided_gradcam.zoo.networks import DEFAULT_NETWORK, NETWORKS
 
@@ -74,11 +75,21 @@ flags.DEFINE_integer("shard_index", 0, "Which shard (0-based) this job explains.
 flags.DEFINE_string("methods", GRADCAM, "The CAM methods, comma-separated, all from the same "
                     "run: %s; each also guided (x GBP). The panel shows them in the order given. "
                     "Grad-CAM's fields are always filled, asked or not (cam, cam_lowres, "
-                    "guided_gradcam)." % ", ".join(
+                    "guided_gradcam). Score-CAM and Ablation-CAM run forward passes per "
+                    "channel, in runs of --batch_size." % ", ".join(
                         name if method.title.lower().replace("-", "") == name
                         else "%s (%s)" % (name, method.title)
                         for name, method in REGISTRY.items()))
-flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks against the class.")
+flags.DEFINE_boolean("counterfactual", False, "Explain -dy/dA: what speaks against the class. "
+                     "%s: no class score, the same map either way." % ", ".join(
+                         name for name, method in REGISTRY.items() if not method.class_score))
+flags.DEFINE_integer("score_cam_channels", DEFAULT_CHANNELS, "Score-CAM masks the input with "
+                     "only this many channels of largest variance (Faster Score-CAM); 0: every "
+                     "channel.", lower_bound=0)
+flags.DEFINE_boolean("aug_smooth", False, "Average every map over the input flipped or not, "
+                     "times brightness 1.0, 1.1, 0.9 (6x the work).")
+flags.DEFINE_boolean("eigen_smooth", False, "Every map from the first principal component of "
+                     "the weighted activations instead of their sum.")
 FLAGS = flags.FLAGS
 
 
@@ -186,6 +197,10 @@ def print_run_header(explainer):
     source = explainer.source
     checkpoint = "; checkpoint %s" % explainer.checkpoint if explainer.checkpoint else ""
     mode = "counterfactual (-dy/dA)" if FLAGS.counterfactual else "factual"
+    smoothing = [name for name, on in (("aug_smooth", explainer.aug_smooth),
+                                       ("eigen_smooth", explainer.eigen_smooth)) if on]
+    if smoothing:
+        mode += ", %s" % " and ".join(smoothing)
     preprocessing = "%s: %s" % (source.preprocessing.name, source.preprocessing.description)
     note = None
     if FLAGS.model:  # what is known of how the pixels reach the model
@@ -252,7 +267,10 @@ def open_explainer(methods):
                          input_size=parse_input_size(FLAGS.input_size), input=FLAGS.input,
                          output=FLAGS.output, feeds=_feeds(FLAGS.feed), signature=FLAGS.signature,
                          preprocess=FLAGS.preprocess, labels_file=FLAGS.labels_file,
-                         methods=methods, trust_model=FLAGS.trust_model)
+                         methods=methods, trust_model=FLAGS.trust_model,
+                         batch_size=FLAGS.batch_size,
+                         score_cam_channels=FLAGS.score_cam_channels or None,
+                         aug_smooth=FLAGS.aug_smooth, eigen_smooth=FLAGS.eigen_smooth)
 
 
 def _plan(paths, labels, kinds, methods):

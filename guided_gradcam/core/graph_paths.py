@@ -37,3 +37,21 @@ def ancestor_ops(tensors):
             frontier.extend(t.op for t in op.inputs)
             frontier.extend(op.control_inputs)
     return seen
+
+
+def reads(tensor, source, fed):
+    """Whether computing `tensor` with tensor `fed` fed still runs `source`'s op."""
+    seen, frontier = set(), [tensor]
+    while frontier:
+        current = frontier.pop()
+        if current.name == fed.name or current.name in seen:
+            continue
+        seen.add(current.name)
+        if current.op is source.op:
+            return True
+        frontier.extend(current.op.inputs)
+        for control in current.op.control_inputs:
+            frontier.extend(control.inputs)
+            if control is source.op:
+                return True
+    return False

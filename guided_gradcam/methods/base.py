@@ -1,16 +1,28 @@
-"""What a CAM method is: a name, a title, its paper, what it needs, and its map.
+"""What a CAM method is: a name, a title, its paper, what it needs, and how its channels are
+weighted.
+
+Every method's map is L = ReLU(Σ_k w_k A^k) from its weights w (per channel [B, 1, 1, K], or
+per pixel [B, h, w, K]) and the Grad-CAM layer's activations A; the Eigen methods, and every
+method under eigen smoothing, take the first principal component of w ⊙ A instead of the sum.
+The methods differ in where w comes from (`needs`):
+- the activations and the plain gradient g = ∂y^c/∂A of the explanation's one session run
+  (`weights(A, g)`, in the graph: the Grad-CAM family, the Eigen methods);
+- the class scores of masked inputs (Score-CAM) or of ablated activations run through the
+  network's tail (Ablation-CAM): `score_weights(...)`, numpy, after forward passes the
+  explainer runs in batches.
 
 A method is one module of this package that defines `METHOD = CamMethod(...)`; the package
 finds it (`guided_gradcam.methods`). This module, the registry and every method's metadata
-import no TensorFlow, so the command line checks `--methods` before TF loads: a method's map
-function imports TF when the explanation graph calls it.
+import no TensorFlow, so the command line checks `--methods` before TF loads: a method's
+weight function imports TF when the explanation graph calls it.
 """
 import dataclasses
 from typing import Callable, Tuple
 
-# What a method's map is computed from. Every method today needs the Grad-CAM layer's
-# activations A and the plain gradient g = ∂y^c/∂A of the explanation graph's one session run.
-ACTIVATIONS_AND_GRADIENTS = "activations and gradients"
+ACTIVATIONS_AND_GRADIENTS = "activations and gradients"  # weights(A, g) in the graph
+MASKED_INPUTS = "masked inputs"  # one forward pass per (image, channel): the input ⊙ A^k's mask
+ABLATED_ACTIVATIONS = "ablated activations"  # one tail pass per (image, channel): A, A^k = 0
+IN_GRAPH = (ACTIVATIONS_AND_GRADIENTS,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,14 +31,26 @@ class CamMethod:
     title: str  # on panels and figures
     reference: str  # the paper
     rank: int  # position in listings and in the graph's stack of maps
-    lowres: Callable  # (A, g: [B, h, w, K] tensors) → the map [B, h, w], in the graph
+    weights: Callable = None  # (A, g: [B, h, w, K] tensors) → w, in the graph (IN_GRAPH needs)
     needs: str = ACTIVATIONS_AND_GRADIENTS
+    projection: bool = False  # the map is w ⊙ A's first principal component, not its sum
+    class_score: bool = True  # False: the map does not depend on the class (no counterfactual)
+    score_weights: Callable = None  # numpy: (scores [B, K], score [B], counterfactual) → w [B, K]
     npz_keys: Tuple[str, str, str] = None  # (lowres, cam, guided); default <name>_lowres, …
 
     def __post_init__(self):
         if self.npz_keys is None:
             object.__setattr__(self, "npz_keys",
                                (self.name + "_lowres", self.name, "guided_" + self.name))
+
+    @property
+    def in_graph(self):
+        return self.needs in IN_GRAPH
+
+    def lowres(self, activations, grads, eigen_smooth=False):
+        """The map [B, h, w] of an in-graph method, from A and g."""
+        return combine(self.weights(activations, grads), activations,
+                       self.projection or eigen_smooth)
 
 
 def mean_over_space(tensor):
@@ -35,9 +59,36 @@ def mean_over_space(tensor):
     return tf.reduce_mean(tensor, axis=[1, 2], keepdims=True)
 
 
-def weighted_sum(weights, activations):
-    """ReLU(Σ_k w_k A^k) for per-channel weights [B, 1, 1, K], or per-pixel ones [B, h, w, K].
+def combine(weights, activations, projection=False):
+    """ReLU(Σ_k w_k A^k), or ReLU of the first principal component of w ⊙ A (`projection`).
     tf.maximum, not tf.nn.relu: every Relu op of the graph belongs to the network (and gets
     its override)."""
     import tensorflow.compat.v1 as tf
-    return tf.maximum(tf.reduce_sum(weights * activations, axis=3), 0.0)
+    weighted = weights * activations
+    if projection:
+        return tf.maximum(principal_projection(weighted), 0.0)
+    return tf.maximum(tf.reduce_sum(weighted, axis=3), 0.0)
+
+
+def weighted_sum(weights, activations):
+    """ReLU(Σ_k w_k A^k) for per-channel weights [B, 1, 1, K], or per-pixel ones [B, h, w, K]."""
+    return combine(weights, activations)
+
+
+def principal_projection(weighted):
+    """[B, h, w, K] → [B, h, w]: each pixel's projection on the first principal component of
+    the h·w × K matrix of its image, centred over the pixels (as Eigen-CAM, Muhammad & Yeasin
+    2020, and pytorch-grad-cam's get_2d_projection). A singular vector's sign is arbitrary: it
+    is chosen so that the projection correlates positively with Σ_k of the same matrix, the map
+    it stands for (0 correlation keeps the solver's sign)."""
+    import tensorflow.compat.v1 as tf
+    shape = tf.shape(weighted)
+    pixels = tf.reshape(weighted, [shape[0], shape[1] * shape[2], shape[3]])
+    centred = pixels - tf.reduce_mean(pixels, axis=1, keepdims=True)
+    _, _, right = tf.linalg.svd(centred, full_matrices=False)  # right: [B, K, min(hw, K)]
+    projection = tf.einsum("bpk,bk->bp", centred, right[:, :, 0])
+    channel_sum = tf.reduce_sum(pixels, axis=2)
+    # The projection is centred already: Σ_p proj_p · Σ_k X_pk is its covariance with the sum.
+    agreement = tf.reduce_sum(projection * channel_sum, axis=1, keepdims=True)
+    projection *= tf.where(agreement < 0.0, -tf.ones_like(agreement), tf.ones_like(agreement))
+    return tf.reshape(projection, shape[:3])

@@ -1,0 +1,87 @@
+"""The forward passes of the gradient-free CAMs, in batches through the explainer's own graph
+and session: Score-CAM's masked inputs (the whole network) and Ablation-CAM's ablated
+activations (only the network's tail after the Grad-CAM layer). Each (image, channel) pair is
+one input; pairs of every image of a batch share runs of `batch_size`, so memory stays flat
+whatever the number of channels K is. Numpy on the host; the graph only runs the model.
+"""
+import os
+import time
+
+import numpy as np
+
+from guided_gradcam.methods import scorecam
+
+
+class PassProgress:
+    """A line now and then on `stream` for passes that take more than a few seconds."""
+
+    def __init__(self, what, total, stream, quiet_for=3.0, interval=None):
+        if interval is None:
+            interval = float(os.environ.get("GUIDED_GRADCAM_PROGRESS_INTERVAL", 5.0))
+        self.what, self.total, self.stream = what, total, stream
+        self.start = time.monotonic()
+        self.next = self.start + quiet_for
+        self.interval = interval
+
+    def update(self, done):
+        now = time.monotonic()
+        if self.stream is None or now < self.next or done >= self.total:
+            return
+        self.next = now + self.interval
+        left = (self.total - done) * (now - self.start) / max(done, 1)
+        self.stream.write("%s: %d/%d, %s left\n" % (
+            self.what, done, self.total, time.strftime("%H:%M:%S", time.gmtime(left))))
+        self.stream.flush()
+
+
+def _pairs(channel_lists):
+    """(images, channels) index arrays of every (image, channel) pair, image-major."""
+    images = np.concatenate([np.full(len(c), b) for b, c in enumerate(channel_lists)])
+    return images.astype(int), np.concatenate(channel_lists).astype(int)
+
+
+def _chunks(count, batch_size):
+    return (slice(start, min(start + batch_size, count))
+            for start in range(0, count, batch_size))
+
+
+def masked_input_scores(run, graph, net_inputs, activations, targets, batch_size, channels=None,
+                        feeds=None, progress=None):
+    """Score-CAM's s [B, K]: y^c of each preprocessed input [B, H, W, C] masked by each of its
+    chosen channels' normalised maps (`scorecam.chosen_channels`; NaN for the others).
+    targets: the explained column of `graph.head.explained` per image."""
+    height, width = net_inputs.shape[1:3]
+    chosen = [scorecam.chosen_channels(a, channels) for a in activations]
+    image_of, channel_of = _pairs(chosen)
+    scores = np.full((len(activations), activations.shape[-1]), np.nan, np.float32)
+    report = PassProgress("score-cam masked inputs", len(image_of), progress)
+    for chunk in _chunks(len(image_of), batch_size):
+        images, channel = image_of[chunk], channel_of[chunk]
+        masks = scorecam.channel_masks(activations[images, :, :, channel], height, width)
+        explained = run(graph.head.explained, {
+            graph.net_input: net_inputs[images] * masks[..., None], **(feeds or {})})
+        scores[images, channel] = explained[np.arange(len(images)), targets[images]]
+        report.update(chunk.stop)
+    return scores
+
+
+def ablated_scores(run, graph, net_inputs, activations, targets, batch_size, feeds=None,
+                   progress=None):
+    """Ablation-CAM's y^c_k [B, K]: the score with channel k of the image's A set to zero, the
+    ablated A fed in place of the layer's output, so that only the tail runs (the input too,
+    only where the tail reads it beside A)."""
+    count, channels = activations.shape[0], activations.shape[-1]
+    image_of, channel_of = _pairs([np.arange(channels)] * count)
+    scores = np.empty((count, channels), np.float32)
+    report = PassProgress("ablation-cam tail passes", len(image_of), progress)
+    for chunk in _chunks(len(image_of), batch_size):
+        images, channel = image_of[chunk], channel_of[chunk]
+        ablated = activations[images]  # a copy: fancy indexing
+        ablated[np.arange(len(images)), :, :, channel] = 0.0
+        feed = {graph.activations: ablated, **(feeds or {})}
+        if graph.tail_reads_input:
+            feed[graph.net_input] = net_inputs[images]
+        explained = run(graph.head.explained, feed)
+        scores[images, channel] = explained[np.arange(len(images)), targets[images]]
+        report.update(chunk.stop)
+    return scores
