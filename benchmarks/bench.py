@@ -25,6 +25,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+import gradient_free  # noqa: E402  (benchmarks/, beside this script)
 
 MOBILENET_075 = os.path.join(REPO, "checkpoints", "mobilenet_v1_075")
 TFJS_WEIGHTS = os.path.join(REPO, "..", "shared", "weights", "mobilenet_v1_0.75_224_tfjs")
@@ -114,6 +115,13 @@ def _table_rows(name, weights, batch_sizes, session, images, scores, gradient, e
         rows.append((name, weights, batch_size, statistics.median(forward),
                      statistics.median(floor), statistics.median(explain)))
     return rows
+
+
+def _checkpoint_of(network, weights, scratch):
+    """The real MobileNet 0.75 weights, or a random checkpoint written into `scratch`."""
+    from guided_gradcam.zoo.networks import NETWORKS
+    return MOBILENET_075 if weights == "real" else _random_checkpoint(NETWORKS[network], 1000,
+                                                                      scratch)
 
 
 def measure_network(network, weights, batch_sizes, results):
@@ -418,6 +426,12 @@ def main():
                  XPLIQUE_PAIR_MS / PEER_FLOOR_MS * floor_at_16 / explain_at_16, floor_at_16,
                  ", ".join("%.1f" % m for m in medians),
                  ", ".join("%.2fx" % (XPLIQUE_PAIR_MS / m) for m in medians)))
+    print("\ngradient-free CAMs (%s):" % gradient_free.__doc__.splitlines()[0].strip("`"))
+    for network, weights in CONFIGS:
+        if network in args.networks.split(",") and network != "keras_mobilenet_075":
+            gradient_free.print_rows(network, _in_child(
+                gradient_free.measure, network, weights, _checkpoint_of, _interleaved_times))
+            sys.stdout.flush()
     points, plain, evaluation = _in_child(measure_evaluation_cost, 16)
     print("evaluation, mobilenet_v1_075, batch 16: deletion + insertion of Grad-CAM, GBP and "
           "Guided Grad-CAM (%d forward passes) %.2f ms/pass vs %d plain forward passes %.2f "

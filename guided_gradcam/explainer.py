@@ -249,19 +249,15 @@ class GuidedGradCam:
         inputs: {images placeholder: uint8} or {net_input: preprocessed inputs}."""
         g = self._graph
         feed = {**inputs, g.labels: labels, g.counterfactual: counterfactual, **feeds}
-        family = [m for m in methods if m != GRADCAM and m in g.family.methods]
+        in_graph = [GRADCAM] + [m for m in methods if m != GRADCAM and REGISTRY[m].in_graph]
         passes = [m for m in methods if not REGISTRY[m].in_graph]
         fetches = {"targets": g.targets, "scores": g.logits, "gbp": g.gbp,
-                   GRADCAM: tuple(g.methods[GRADCAM]), "net_input": g.net_input}
-        if family:
-            fetches["family"] = tuple(g.family[1:])  # every member at once: one resize, one product
+                   "net_input": g.net_input,
+                   "maps": {method: tuple(g.methods[method]) for method in in_graph}}
         if passes:
             fetches.update(target_scores=g.target_scores, activations=g.activations)
         batch = self._run(fetches, feed)
-        batch["maps"] = {GRADCAM: MethodMaps(*batch[GRADCAM])}
-        for method in family:
-            index = g.family.methods.index(method)
-            batch["maps"][method] = MethodMaps(*(m[..., index] for m in batch["family"]))
+        batch["maps"] = {method: MethodMaps(*maps) for method, maps in batch["maps"].items()}
         for method in passes:
             batch["maps"][method] = self._maps_from_passes(REGISTRY[method], batch,
                                                            counterfactual, feeds)

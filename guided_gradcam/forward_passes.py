@@ -74,10 +74,17 @@ def ablated_scores(run, graph, net_inputs, activations, targets, batch_size, fee
     image_of, channel_of = _pairs([np.arange(channels)] * count)
     scores = np.empty((count, channels), np.float32)
     report = PassProgress("ablation-cam tail passes", len(image_of), progress)
+    ablated, previous = None, None
     for chunk in _chunks(len(image_of), batch_size):
         images, channel = image_of[chunk], channel_of[chunk]
-        ablated = activations[images]  # a copy: fancy indexing
-        ablated[np.arange(len(images)), :, :, channel] = 0.0
+        rows = np.arange(len(images))
+        if previous is not None and np.array_equal(previous[0], images):
+            # The same images as the last run: restore its channels, not the whole copy.
+            ablated[rows, :, :, previous[1]] = activations[images, :, :, previous[1]]
+        else:
+            ablated = activations[images]  # a copy: fancy indexing
+        ablated[rows, :, :, channel] = 0.0
+        previous = images, channel
         feed = {graph.activations: ablated, **(feeds or {})}
         if graph.tail_reads_input:
             feed[graph.net_input] = net_inputs[images]

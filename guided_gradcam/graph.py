@@ -48,7 +48,6 @@ class ExplanationGraph:
     head: Head
     model: PlacedModel  # feeds, restore
     background_logits: int  # leading scores that are never the predicted class
-    family: "FamilyMaps"  # the Grad-CAM family's other members; gradcam's are the fields above
     methods: dict  # {method: MethodMaps of batch tensors}: the in-graph ones, gradcam included
     channel_weights: tf.Tensor  # placeholder [B, 1, 1, K]: weights found outside the graph
     weighted: "MethodMaps"  # the maps of `channel_weights` (fed with A and gbp: no model runs)
@@ -60,11 +59,6 @@ class ExplanationGraph:
 class MethodMaps(collections.namedtuple("MethodMaps", "lowres cam guided")):
     """One CAM method's maps of one image: (h, w) unnormalised, (H, W) upsampled and divided by
     its max, and (H, W, C) = gbp ⊙ cam (its guided version)."""
-
-
-class FamilyMaps(collections.namedtuple("FamilyMaps", "methods lowres cam guided")):
-    """The Grad-CAM family's other members for a batch, method on the last axis (in `methods`'
-    order): [B, h, w, M], [B, H, W, M], [B, H, W, C, M]."""
 
 
 def _upsample_and_normalise(lowres, height, width):
@@ -116,23 +110,18 @@ def _single_maps(lowres, gbp, height, width, name):
 
 
 def _method_maps(activations, grads, gbp, height, width, eigen_smooth):
-    """(Grad-CAM's MethodMaps, the other in-graph methods' FamilyMaps): each method's map from
-    (A, g), upsampled, normalised and multiplied by GBP. Grad-CAM's, always fetched, are built
-    alone; the others side by side on a last axis, one resize and one product for all of them
-    (a run that fetches none of them computes none)."""
+    """{method: MethodMaps} of every in-graph method, from (A, g): upsampled, normalised and
+    multiplied by GBP. Each has its own ops, so a run computes only the methods it fetches."""
     cam_lowres = tf.identity(REGISTRY[GRADCAM].lowres(activations, grads, eigen_smooth),
                              name="cam_lowres")
     cam = _upsample_and_normalise(cam_lowres[..., None], height, width)
     guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")
-    gradcam = MethodMaps(cam_lowres, tf.squeeze(cam, 3, name="cam"), guided_gradcam)
-    family = [name for name, method in REGISTRY.items() if method.in_graph and name != GRADCAM]
-    family_lowres = tf.stack([REGISTRY[name].lowres(activations, grads, eigen_smooth)
-                              for name in family], axis=3, name="family_lowres")
-    family_cam = tf.identity(_upsample_and_normalise(family_lowres, height, width),
-                             name="family_cam")
-    family_guided = tf.multiply(gbp[..., None], family_cam[:, :, :, None, :],
-                                name="family_guided")
-    return gradcam, FamilyMaps(tuple(family), family_lowres, family_cam, family_guided)
+    maps = {GRADCAM: MethodMaps(cam_lowres, tf.squeeze(cam, 3, name="cam"), guided_gradcam)}
+    for name, method in REGISTRY.items():
+        if method.in_graph and name != GRADCAM:
+            maps[name] = _single_maps(method.lowres(activations, grads, eigen_smooth), gbp,
+                                      height, width, name)
+    return maps
 
 
 def build_explanation_graph(source, layer=None, input_size=None, imagenet_background=False,
@@ -175,19 +164,15 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         grads, gbp = _gradients(objective, activations, net_input, head.scores, layer)
         # The counterfactual map negates g for every method: regions speaking against c.
         signed_grads = tf.where(counterfactual, -1.0, 1.0) * grads
-        gradcam, family_maps = _method_maps(activations, signed_grads, gbp, height, width,
-                                            eigen_smooth)
+        methods = _method_maps(activations, signed_grads, gbp, height, width, eigen_smooth)
+        gradcam = methods[GRADCAM]
         # Weights found outside the graph (Score-CAM, Ablation-CAM) make their maps here.
         channel_weights = tf.placeholder(tf.float32, [None, 1, 1, activations.shape[-1]],
                                          name="channel_weights")
         weighted = _single_maps(combine(channel_weights, activations, eigen_smooth), gbp,
                                 height, width, "weighted")
-        # Per method, for graph-level work (the explainer fetches the stacks).
-        methods = {GRADCAM: gradcam}
-        for index, method in enumerate(family_maps.methods):
-            methods[method] = MethodMaps(*(maps[..., index] for maps in family_maps[1:]))
         _check_all_placeholders_fed(
-            [targets, head.scores, gbp, *gradcam, *family_maps[1:]],
+            [targets, head.scores, gbp, *(t for maps in methods.values() for t in maps)],
             {images.op, labels.op, counterfactual.op}, model.feeds, model.scope)
 
     return ExplanationGraph(
@@ -198,7 +183,7 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         eigen_smooth=bool(eigen_smooth),
         cam_lowres=gradcam.lowres, cam=gradcam.cam, gbp=gbp, guided_gradcam=gradcam.guided,
         layer=layer, layer_names=tuple(model.layers), head=head, model=model,
-        unguided=unguided, family=family_maps, methods=methods, background_logits=background)
+        unguided=unguided, methods=methods, background_logits=background)
 
 
 def _check_all_placeholders_fed(fetches, ours, feeds, scope):

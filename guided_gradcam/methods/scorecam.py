@@ -16,9 +16,11 @@ import numpy as np
 
 from guided_gradcam.methods.base import MASKED_INPUTS, CamMethod
 
-# Faster Score-CAM's default: the maps with this many channels correlate with full Score-CAM's
-# (every channel) at ≥ 0.99 on the shipped photos (README, "Gradient-free CAMs").
-DEFAULT_CHANNELS = 64
+# Faster Score-CAM's default. With MobileNet V1 0.75 (768 channels), the upsampled maps of
+# 256 channels correlate with every channel's at 0.9997 (astronaut), 0.948 (cat), 1.0000
+# (coffee, cat_dog); 128: 0.999, 0.920, 1.000, 0.999; 64: 0.92, 0.71, 0.97, 0.98. The softmax
+# over raw scores is led by a few channels, and the largest variance does not always find them.
+DEFAULT_CHANNELS = 256
 
 
 def bilinear_matrix(out_size, in_size):
@@ -37,9 +39,9 @@ def bilinear_matrix(out_size, in_size):
 def channel_masks(maps, height, width):
     """[n, h, w] channel maps → [n, H, W] float32 masks: upsampled, min-max normalised to
     [0, 1]; a constant map masks everything (0), as 0/0 must not become NaN."""
-    rows = bilinear_matrix(height, maps.shape[1])
-    columns = bilinear_matrix(width, maps.shape[2])
-    upsampled = np.einsum("Hh,nhw,Ww->nHW", rows, maps.astype(np.float64), columns)
+    rows = bilinear_matrix(height, maps.shape[1]).astype(np.float32)
+    columns = bilinear_matrix(width, maps.shape[2]).astype(np.float32)
+    upsampled = rows @ maps.astype(np.float32) @ columns.T  # [n, H, W]
     low = upsampled.min(axis=(1, 2), keepdims=True)
     spread = upsampled.max(axis=(1, 2), keepdims=True) - low
     masks = np.divide(upsampled - low, spread, out=np.zeros_like(upsampled), where=spread > 0)
