@@ -54,7 +54,9 @@ GALLERY_IMAGES := images/cat.jpg images/coffee.jpg images/astronaut.jpg
 SINGLE_THREADED_TF := TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 RENDER_GALLERY := $(SINGLE_THREADED_TF) $(PY) scripts/make_figures.py \
   $(addprefix --image ,$(GALLERY_IMAGES)) --gallery_dir
-ALL_METHODS := gradcam,gradcampp,xgradcam,layercam,hirescam
+GRADIENT_METHODS := gradcam,gradcampp,xgradcam,layercam,hirescam
+GRADIENT_FREE_METHODS := scorecam,ablationcam,eigencam,eigengradcam
+ALL_METHODS := $(GRADIENT_METHODS),$(GRADIENT_FREE_METHODS)
 figures: checkpoint
 	$(PY) scripts/make_figures.py --image $(SHARED)/images/cat_dog.jpg --output_dir output/figures
 	$(PY) scripts/make_figures.py --image $(SHARED)/images/cat_dog.jpg --image images/cat.jpg \
@@ -67,13 +69,13 @@ gallery: checkpoint
 	  --methods $(ALL_METHODS) --gallery_dir docs/methods
 
 # The papers' measures on the photos the project ships and on the paper's own (boxes drawn by
-# hand: images/boxes/README.md) with the real MobileNet V1 0.75; then the Grad-CAM family's
-# members on the paper's photo.
+# hand: images/boxes/README.md) with the real MobileNet V1 0.75; then every CAM method on the
+# same photos.
 evaluate: checkpoint
 	$(PY) evaluate.py --image images --image $(SHARED)/images/cat_dog.jpg --boxes images/boxes \
 	  --batch_size 32 --output_dir output/evaluation
-	$(PY) evaluate.py --image $(SHARED)/images/cat_dog.jpg --boxes images/boxes --batch_size 32 \
-	  --methods $(ALL_METHODS) --metrics faithfulness,deletion,localisation \
+	$(PY) evaluate.py --image images --image $(SHARED)/images/cat_dog.jpg --boxes images/boxes \
+	  --batch_size 32 --methods $(ALL_METHODS) --metrics faithfulness,deletion,localisation \
 	  --output_dir output/evaluation/methods
 
 # Debian's headless Chromium, for the test that opens a run's index.html in a real browser

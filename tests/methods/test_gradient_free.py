@@ -7,6 +7,8 @@ The small network: a 3x3 stride-2 conv with ReLU (A: 8x8x6 from a 16x16 input), 
 hidden layer with ReLU on A's spatial mean, then 3 logits; its "skip" variant also adds a
 linear map of the input's mean to the logits, so its tail reads the input beside A.
 """
+import io
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,6 +18,7 @@ import tensorflow.compat.v1 as tf
 
 from guided_gradcam.core.tf_eager import eager
 from guided_gradcam.explainer import GuidedGradCam
+from guided_gradcam.forward_passes import PassProgress
 from guided_gradcam.methods import REGISTRY
 from guided_gradcam.methods import ablationcam, scorecam
 from guided_gradcam.smoothing import AUGMENTATIONS
@@ -332,3 +335,15 @@ def test_guided_maps_of_the_gradient_free_methods_are_gbp_times_their_map(small)
         lowres, cam, guided = explanation.maps(method)
         assert cam.shape == (SIZE, SIZE) and cam.max() == pytest.approx(1.0)
         np.testing.assert_allclose(guided, explanation.gbp * cam[..., None], rtol=1e-6)
+
+
+def test_passes_report_their_progress_only_while_work_is_left():
+    stream = io.StringIO()
+    progress = PassProgress("score-cam masked inputs", 64, stream, quiet_for=0.0, interval=0.0)
+    progress.update(16)
+    progress.update(64)  # the end: nothing left to announce
+    assert re.fullmatch(r"score-cam masked inputs: 16/64, \d\d:\d\d:\d\d left\n",
+                        stream.getvalue()), stream.getvalue()
+    quiet = io.StringIO()
+    PassProgress("ablation-cam tail passes", 64, quiet).update(16)  # within the first seconds
+    assert quiet.getvalue() == ""
