@@ -19,7 +19,7 @@ from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.methods import GRADCAM, REGISTRY, parse_methods
 from guided_gradcam.graph import PREDICTED_CLASS, MethodMaps, build_explanation_graph
 from guided_gradcam.images import fit_to_network
-from guided_gradcam.labels import LabelSpace, read_labels_file
+from guided_gradcam.labels import LabelSpace, read_labels_file, read_synsets
 from guided_gradcam.zoo.networks import DEFAULT_NETWORK
 from guided_gradcam.sources import open_source
 
@@ -174,7 +174,8 @@ class GuidedGradCam:
         elif g.head.task == heads.REGRESSION:
             names = names or ("value",)
         names = names or tuple("class %d" % index for index in range(classes))
-        self.labels = LabelSpace(explainable, names, g.background_logits)
+        self.labels = LabelSpace(explainable, names, g.background_logits,
+                                 wnids=read_synsets(labels_file))
         self._short_names = tuple(self.labels.name(i) for i in range(len(self.labels)))
         self.num_scores = num_scores
         self.checkpoint = getattr(self.source, "checkpoint", None)
@@ -186,6 +187,7 @@ class GuidedGradCam:
         self._session = tf.Session(graph=g.graph, config=session_config())
         g.model.restore(self._session)
         g.graph.finalize()  # nothing may add ops per batch
+        self.images_run = 0  # through the network by explain and forward: a run's throughput
 
     @property
     def spec(self):
@@ -217,6 +219,7 @@ class GuidedGradCam:
         if set(methods) - {GRADCAM}:
             fetches += list(g.family[1:])  # all other members at once: one resize, one product
         targets, scores, cam_lowres, cam, gbp, guided, *family = self._run(fetches, feed)
+        self.images_run += len(images)
 
         def family_maps(b, method):
             if method == GRADCAM:  # the explanation's own fields
@@ -250,6 +253,7 @@ class GuidedGradCam:
         explained, scores = self._run(
             [g.head.explained, g.logits],
             {g.net_input: net_inputs, **g.model.feeds, **(feeds or {})})
+        self.images_run += len(net_inputs)
         offset = self.labels.offset
         return explained[:, offset:], probabilities_of(self.task, scores, offset)
 
