@@ -156,6 +156,7 @@ def _settings():
 FOR_SUMMARIZE = ("summarize", "output_dir", "image", "plots")
 
 
+
 def _summarize(folders):
     """--summarize DIR …: the folders merged from their CSV files, no model, no TensorFlow."""
     from guided_gradcam.evaluation import merge, report
@@ -202,36 +203,6 @@ def _plan(labels_given):
     return paths, missing, jobs, pairs
 
 
-def _record_settings(explainer, evaluator, settings, input_pairs):
-    """[(name, value)]: the settings on record (evaluation.json) and on the page."""
-    from guided_gradcam.cli import evaluation_run
-    from guided_gradcam.evaluation.provenance import toolkit_version, weights_digest
-
-    described = evaluation_run.described_settings(
-        settings, FLAGS.boxes, evaluator.boxes.format if evaluator.boxes else None)
-    print("evaluation: %s" % "; ".join("%s %s" % pair for pair in described), flush=True)
-    box_format = [("box format", evaluator.boxes.format)] if evaluator.boxes else []
-    return (evaluation_run.model_settings(explainer, FLAGS.model is not None)
-            + [("checkpoint digest", weights_digest(explainer.checkpoint or FLAGS.model))]
-            + described + box_format + input_pairs + [("toolkit", toolkit_version())])
-
-
-def _open_record(output_dir, maps, page_settings):
-    """The Record: resuming the folder's run when it has the same settings, refused when it
-    has others; done photos are Record.done."""
-    from guided_gradcam.evaluation import provenance, report
-
-    resume = os.path.exists(os.path.join(output_dir, report.EVALUATION_CSV))
-    if resume:
-        recorded = provenance.read_settings(output_dir)
-        if recorded is None:
-            raise GuidedGradCamError("%s holds an evaluation.csv without its settings "
-                                     "(evaluation.json): pass another --output_dir, or delete "
-                                     "it" % output_dir)
-        provenance.check_same_settings(dict(page_settings), recorded, output_dir)
-    return report.Record(output_dir, maps, resume=resume)
-
-
 def main(argv):
     if FLAGS.summarize:
         try:
@@ -255,9 +226,13 @@ def main(argv):
         paths, missing, jobs, input_pairs = _plan(bool(FLAGS.label))
         if not paths:
             return 1
+        from guided_gradcam.cli import evaluation_run
+
+        described = evaluation_run.described_settings(settings, FLAGS.boxes)
+        own_settings = described + evaluation_run.recorded_settings(FLAGS.boxes, input_pairs)
+        evaluation_run.check_resumable(FLAGS.output_dir, own_settings, model_known=False)
         cli.check_writable(FLAGS.output_dir)
         with cli.open_explainer(settings.methods) as explainer:
-            from guided_gradcam.cli import evaluation_run
             from guided_gradcam.evaluation import provenance, records, report
             from guided_gradcam.evaluation.runner import Evaluator, map_names
             from guided_gradcam.outputs.run_index import RunIndex
@@ -266,9 +241,14 @@ def main(argv):
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
             evaluator = Evaluator(explainer, settings, FLAGS.boxes)
             cli.print_run_header(explainer)
-            page_settings = _record_settings(explainer, evaluator, settings, input_pairs)
+            print("evaluation: %s" % "; ".join("%s %s" % pair for pair in described),
+                  flush=True)
+            page_settings = (evaluation_run.model_settings(explainer, FLAGS.model is not None)
+                             + [("checkpoint digest", provenance.weights_digest(
+                                 explainer.checkpoint or FLAGS.model))] + own_settings)
             maps = map_names(settings.methods, evaluator.counterfactual)
-            record = _open_record(FLAGS.output_dir, maps, page_settings)
+            resume = evaluation_run.check_resumable(FLAGS.output_dir, page_settings)
+            record = records.Record(FLAGS.output_dir, maps, resume=resume)
             todo = [job for job in jobs if job.path not in record.done]
             report.write_page_data(FLAGS.output_dir, page_settings)  # no older run's summary
             provenance.write_inputs(FLAGS.output_dir, [job.path for job in jobs])
@@ -291,9 +271,12 @@ def main(argv):
                 report.write_summary_plots(everything, FLAGS.output_dir)
             without = sum(r.box_file is None for r in results)
             if FLAGS.boxes is not None and without:
-                print("note: %d of %d photos had no box file in %s (<stem>.xml): no "
-                      "ground-truth classes, localisation or pointing game for them"
-                      % (without, len(results), FLAGS.boxes), flush=True)
+                print("note: %d of %d photos had no %s in %s (%s): no ground-truth classes, "
+                      "localisation or pointing game for them" % (
+                          without, len(results), *(("box file", FLAGS.boxes, "<stem>.xml")
+                                                   if os.path.isdir(FLAGS.boxes) else
+                                                   ("row", FLAGS.boxes, "ImageId <stem>"))),
+                      flush=True)
             print(throughput.summary(), flush=True)
             print(report.summary_text(everything, maps), flush=True)
     except GuidedGradCamError as problem:

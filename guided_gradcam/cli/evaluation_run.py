@@ -11,6 +11,9 @@ from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import metrics
 
 ESTIMATE_AFTER = 3  # photos: the first pays for warming the graph up
+# The settings on record that only the loaded model tells (`model_settings`).
+MODEL_SETTINGS = ("network", "model", "checkpoint", "input", "preprocessing", "Grad-CAM layer",
+                  "checkpoint digest")
 
 
 def sample_paths(paths, count, seed):
@@ -24,7 +27,7 @@ def sample_paths(paths, count, seed):
     return [paths[i] for i in chosen]
 
 
-def described_settings(settings, boxes=None, box_format=None):
+def described_settings(settings, boxes=None):
     """[(name, value)] of the evaluation's own settings: the run header's second line and,
     after the model's, the settings its page opens with."""
     pairs = [("metrics", ",".join(settings.metrics))]
@@ -37,6 +40,37 @@ def described_settings(settings, boxes=None, box_format=None):
         if name in settings.metrics and (boxes is not None or not metric.needs_boxes):
             pairs += metric.describe(settings)
     return pairs + box_pairs + [("batch size", str(settings.batch_size))]
+
+
+def recorded_settings(boxes, input_pairs):
+    """[(name, value)] on record besides the metrics' and the model's: the boxes' format, the
+    input list (count, digest, sample, labels, shard), the toolkit's version."""
+    from guided_gradcam.evaluation import ilsvrc
+    from guided_gradcam.evaluation.provenance import toolkit_version
+
+    box_format = [] if boxes is None else [("box format", (
+        ilsvrc.XmlFolder if os.path.isdir(boxes) else ilsvrc.SolutionFile).format)]
+    return box_format + list(input_pairs) + [("toolkit", toolkit_version())]
+
+
+def check_resumable(output_dir, pairs, model_known=True):
+    """Whether to resume `output_dir`: it holds an evaluation.csv and its settings on record
+    are `pairs`; other settings, or none, are refused. Before the model loads (`model_known`
+    False) only the other settings are compared: a wrong folder costs no model loading."""
+    from guided_gradcam.evaluation import provenance, records
+
+    if not os.path.exists(os.path.join(output_dir, records.EVALUATION_CSV)):
+        return False
+    recorded = provenance.read_settings(output_dir)
+    if recorded is None:
+        raise GuidedGradCamError("%s holds an evaluation.csv without its settings "
+                                 "(evaluation.json): pass another --output_dir, or delete "
+                                 "it" % output_dir)
+    if not model_known:
+        recorded = {name: value for name, value in recorded.items()
+                    if name in dict(pairs) or name not in MODEL_SETTINGS}
+    provenance.check_same_settings(dict(pairs), recorded, output_dir)
+    return True
 
 
 def model_settings(explainer, is_model):
