@@ -199,7 +199,8 @@ def results_of_rows(rows, sanity_rows=()):
         c = classes.get((row["input"], row["class_index"]))
         if c is not None:
             c.sanity.append(SanityRow(row["mode"], int(row["step"]), row["block"], row["map"],
-                                      **{key: float(row[key]) for key in SIMILARITIES}))
+                                      **{key: float(row[key] or "nan")
+                                         for key in SIMILARITIES}))
     return list(photos.values())
 
 
