@@ -104,7 +104,9 @@ def describe_result(result):
 
 
 def _clock(seconds):
-    return time.strftime("%H:%M:%S", time.gmtime(max(seconds, 0)))
+    """HH:MM:SS, the hours unbounded (a shard may take days)."""
+    minutes, seconds = divmod(int(round(max(seconds, 0))), 60)
+    return "%02d:%02d:%02d" % (minutes // 60, minutes % 60, seconds)
 
 
 class Throughput:

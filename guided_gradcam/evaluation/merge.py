@@ -24,8 +24,8 @@ def _settings_of(folders):
     for folder in folders:
         settings = provenance.read_settings(folder)
         if settings is None or not os.path.exists(os.path.join(folder, records.EVALUATION_CSV)):
-            raise GuidedGradCamError("%s is no evaluation folder (no evaluation.json and "
-                                     "evaluation.csv)" % folder)
+            raise GuidedGradCamError("%s is not an evaluation folder (it lacks "
+                                     "evaluation.json or evaluation.csv)" % folder)
         found.append(settings)
     for folder, settings in zip(folders[1:], found[1:]):
         different = provenance.differences(found[0], settings, "in " + folders[0],
@@ -40,13 +40,15 @@ def _ordered_inputs(folders, settings, inputs):
     """{input path: place in the input list} and the lines on shards not given."""
     if inputs is not None:
         return {path: place for place, path in enumerate(inputs)}, []
-    places, given, count = {}, set(), 1
+    places, given, counts = {}, set(), set()
     for folder, found in zip(folders, settings):
         index, count = provenance.parse_shard(found.get(provenance.SHARD))
         given.add(index)
+        counts.add(count)
         for k, path in enumerate(provenance.read_inputs(folder) or []):
             places.setdefault(path, index + k * count)
-    absent = sorted(set(range(count)) - given)
+    # Shards not given: said when the folders are shards of one split.
+    absent = sorted(set(range(count)) - given) if len(counts) == 1 else []
     lines = ["note: shard%s %s of %d not given: %s photos are not counted as missing"
              % ("s" if len(absent) > 1 else "", ", ".join(map(str, absent)), count,
                 "their" if len(absent) > 1 else "its")] if absent else []
@@ -142,8 +144,8 @@ def summarize(folders, output_dir, inputs=None, plots=True):
                                  % output_dir)
     header, rows, sanity, notes = merged_rows(folders, inputs)
     settings = provenance.read_settings(folders[0])
-    settings.pop(provenance.SHARD, None)
-    if not in_place:
+    if not in_place:  # in place, the folder keeps its own settings: it can still be resumed
+        settings.pop(provenance.SHARD, None)
         settings["merged"] = "%d folders: %s" % (len(folders), ", ".join(folders))
     try:
         os.makedirs(output_dir, exist_ok=True)
