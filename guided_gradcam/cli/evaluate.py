@@ -2,7 +2,10 @@
 of each photo, as the papers do, and writes evaluation.csv, sanity.csv, the plots and a summary.
 
 It shares the model flags of the explaining CLI (`cli.py`: --network / --model and the rest) and
-adds its own; a thin layer over `evaluation.runner.Evaluator`.
+adds its own; a thin layer over `evaluation.runner.Evaluator`. A run evaluates its shard of the
+inputs (--num_shards / --shard_index, inference.py's split) and resumes the folder of an earlier
+run with the same settings (`evaluation.provenance`); `--summarize DIR …` merges shard folders
+from their CSV files alone (`evaluation.merge`), without a model.
 """
 import os
 import sys

@@ -62,12 +62,13 @@ def killed_then_resumed(output_dir):
         if table.exists() and len(table.read_text().splitlines()) > 1:
             break
         time.sleep(0.005)
-    os.kill(process.pid, signal.SIGKILL)
+    if process.poll() is None:  # else it ended by itself: the test says so below
+        os.kill(process.pid, signal.SIGKILL)
     process.wait()
     left = [row["input"] for row in read_csv(table)]
     with open(table, "a", encoding="utf-8") as handle:
         handle.write("images/zzz.jpg,zzz,1,cut sh")
-    return left, evaluate(ARGS, output_dir)
+    return left, process.returncode, evaluate(ARGS, output_dir)
 
 
 def solution_files(folder):
@@ -202,8 +203,9 @@ def test_the_merge_says_what_does_not_add_up(runs):
 
 
 def test_a_run_killed_mid_photo_and_resumed_equals_one_never_killed(runs):
-    left, resumed = runs["killed"]
+    left, returncode, resumed = runs["killed"]
     whole = runs["whole"]
+    assert returncode == -signal.SIGKILL  # it was still running
     assert 1 <= len(set(left)) < len(PHOTOS), left  # killed with photos still to do
     assert_ran(resumed)
     done = len(set(left))
