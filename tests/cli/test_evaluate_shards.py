@@ -260,3 +260,14 @@ def test_the_ilsvrc_solution_file_measures_what_the_xml_does(runs):
     assert [[row[key] for key in keys] for row in rows] == [
         [row[key] for key in keys] for row in expected]
     assert [row["class_index"] for row in rows] == ["285", "282"]  # top-1, then the box's
+
+
+def test_a_sample_is_the_same_for_the_same_seed_and_keeps_the_input_order():
+    from guided_gradcam.cli.evaluation_run import sample_paths
+
+    paths = ["photos/%03d.jpg" % i for i in range(100)]
+    sample = sample_paths(paths, 10, 0)
+    assert len(set(sample)) == 10 and set(sample) <= set(paths)
+    assert sample == sorted(sample)  # input order, so that every shard splits it alike
+    assert sample == sample_paths(paths, 10, 0) != sample_paths(paths, 10, 1)
+    assert sample_paths(paths, 100, 3) == sample_paths(paths, 500, 3) == paths
