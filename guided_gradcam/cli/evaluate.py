@@ -8,7 +8,6 @@ run with the same settings (`evaluation.provenance`); `--summarize DIR …` merg
 from their CSV files alone (`evaluation.merge`), without a model.
 """
 import os
-import sys
 
 from absl import flags
 

@@ -16,9 +16,8 @@ from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation.boxes import localisation_error
 from guided_gradcam.evaluation.metrics import COLUMNS
 from guided_gradcam.evaluation.provenance import PAGE_DATA  # the settings, the summary
-from guided_gradcam.evaluation.records import (  # noqa: F401 (the record's names, here too)
-    EVALUATION_CSV, PER_MAP, SANITY_COLUMNS, SANITY_CSV, SIMILARITIES, Record,
-    evaluation_columns)
+from guided_gradcam.evaluation.records import PER_MAP, SIMILARITIES
+from guided_gradcam.evaluation.records import evaluation_columns  # noqa: F401 (its old home)
 from guided_gradcam.outputs.rendering import write_atomically
 
 PLOTS_DIR = "plots"
