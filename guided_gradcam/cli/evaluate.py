@@ -250,9 +250,11 @@ def main(argv):
                                  explainer.checkpoint or FLAGS.model))] + own_settings)
             maps = map_names(settings.methods, evaluator.counterfactual)
             resume = evaluation_run.check_resumable(FLAGS.output_dir, page_settings)
+            # The settings before any row (a folder never has rows without them), and no
+            # older run's summary.
+            report.write_page_data(FLAGS.output_dir, page_settings)
             record = records.Record(FLAGS.output_dir, maps, resume=resume)
             todo = [job for job in jobs if job.path not in record.done]
-            report.write_page_data(FLAGS.output_dir, page_settings)  # no older run's summary
             provenance.write_inputs(FLAGS.output_dir, [job.path for job in jobs])
             index = RunIndex(FLAGS.output_dir)
             throughput = evaluation_run.Throughput(
