@@ -22,7 +22,7 @@ from guided_gradcam.methods.base import MASKED_INPUTS
 from guided_gradcam.methods.scorecam import DEFAULT_CHANNELS
 from guided_gradcam.graph import PREDICTED_CLASS, MethodMaps, build_explanation_graph
 from guided_gradcam.images import fit_to_network
-from guided_gradcam.labels import LabelSpace, read_labels_file
+from guided_gradcam.labels import LabelSpace, read_labels_file, read_synsets
 from guided_gradcam.zoo.networks import DEFAULT_NETWORK
 from guided_gradcam.sources import open_source
 
@@ -190,7 +190,8 @@ class GuidedGradCam:
         elif g.head.task == heads.REGRESSION:
             names = names or ("value",)
         names = names or tuple("class %d" % index for index in range(classes))
-        self.labels = LabelSpace(explainable, names, g.background_logits)
+        self.labels = LabelSpace(explainable, names, g.background_logits,
+                                 wnids=read_synsets(labels_file))
         self._short_names = tuple(self.labels.name(i) for i in range(len(self.labels)))
         self.num_scores = num_scores
         self.checkpoint = getattr(self.source, "checkpoint", None)
@@ -202,6 +203,7 @@ class GuidedGradCam:
         self._session = tf.Session(graph=g.graph, config=session_config())
         g.model.restore(self._session)
         g.graph.finalize()  # nothing may add ops per batch
+        self.images_run = 0  # through the network by explain and forward: a run's throughput
 
     @property
     def spec(self):
@@ -257,6 +259,7 @@ class GuidedGradCam:
         if passes:
             fetches.update(target_scores=g.target_scores, activations=g.activations)
         batch = self._run(fetches, feed)
+        self.images_run += len(labels)
         batch["maps"] = {method: MethodMaps(*maps) for method, maps in batch["maps"].items()}
         for method in passes:
             batch["maps"][method] = self._maps_from_passes(REGISTRY[method], batch,
@@ -275,6 +278,7 @@ class GuidedGradCam:
         else:
             scores = forward_passes.ablated_scores(*arguments, feeds=feeds,
                                                    progress=self._progress)
+        self.images_run += int(np.isfinite(scores).sum())  # one pass per evaluated channel
         weights = method.score_weights(scores, batch["target_scores"], counterfactual)
         return MethodMaps(*self._run(tuple(g.weighted), {
             g.activations: batch["activations"], g.gbp: batch["gbp"],
@@ -311,6 +315,7 @@ class GuidedGradCam:
         explained, scores = self._run(
             [g.head.explained, g.logits],
             {g.net_input: net_inputs, **g.model.feeds, **(feeds or {})})
+        self.images_run += len(net_inputs)
         offset = self.labels.offset
         return explained[:, offset:], probabilities_of(self.task, scores, offset)
 

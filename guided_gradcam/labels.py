@@ -28,17 +28,39 @@ def short_name(index):
     return imagenet_class_names()[index].split(",")[0].strip()
 
 
+_SYNSET_LINE = re.compile(r"(n\d{8})\s+(\S.*)")
+
+
+def _labels_lines(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f.read().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise GuidedGradCamError("cannot read labels file %s: %s" % (
+            path, getattr(error, "strerror", None) or error)) from None
+
+
+def read_synsets(path):
+    """The WordNet IDs of a labels file in ILSVRC's LOC_synset_mapping.txt form ('n01440764
+    tench, Tinca tinca' a line), in its order; None for any other file."""
+    if path is None or path == "imagenet":
+        return None
+    matches = [_SYNSET_LINE.fullmatch(line) for line in _labels_lines(path)]
+    if not matches or not all(matches):
+        return None
+    return tuple(match.group(1) for match in matches)
+
+
 def read_labels_file(path, num_classes):
-    """Class names from a file with one name per line ('imagenet': ImageNet's 1000 names)."""
+    """Class names from a file with one name per line ('imagenet': ImageNet's 1000 names), or
+    in the LOC_synset_mapping.txt form (a WordNet ID, then the names)."""
     if path == "imagenet":
         names = imagenet_class_names()
     else:
-        try:
-            with open(path, encoding="utf-8") as f:
-                names = tuple(line.strip() for line in f.read().splitlines() if line.strip())
-        except (OSError, UnicodeDecodeError) as error:
-            raise GuidedGradCamError("cannot read labels file %s: %s" % (
-                path, getattr(error, "strerror", None) or error)) from None
+        lines = _labels_lines(path)
+        matches = [_SYNSET_LINE.fullmatch(line) for line in lines]
+        names = tuple(match.group(2).strip() for match in matches) if lines and all(
+            matches) else tuple(lines)
     if len(names) != num_classes:
         raise GuidedGradCamError("labels file %s has %d names; the model has %d classes"
                                  % (path, len(names), num_classes))
@@ -58,7 +80,8 @@ class LabelSpace:
     `names` (one per class) or 'class 0', 'class 1', ….
     """
 
-    def __init__(self, num_logits, names=None, offset=0):
+    def __init__(self, num_logits, names=None, offset=0, wnids=None):
+        self.wnids = tuple(wnids) if wnids else None  # a synsets file's (boxes name them)
         imagenet = names is None and num_logits in (NUM_IMAGENET_CLASSES, NUM_IMAGENET_CLASSES + 1)
         self.num_logits = num_logits
         self.offset = num_logits - NUM_IMAGENET_CLASSES if imagenet else offset

@@ -2,10 +2,12 @@
 of each photo, as the papers do, and writes evaluation.csv, sanity.csv, the plots and a summary.
 
 It shares the model flags of the explaining CLI (`cli.py`: --network / --model and the rest) and
-adds its own; a thin layer over `evaluation.runner.Evaluator`.
+adds its own; a thin layer over `evaluation.runner.Evaluator`. A run evaluates its shard of the
+inputs (--num_shards / --shard_index, inference.py's split) and resumes the folder of an earlier
+run with the same settings (`evaluation.provenance`); `--summarize DIR …` merges shard folders
+from their CSV files alone (`evaluation.merge`), without a model.
 """
 import os
-import sys
 
 from absl import flags
 
@@ -15,11 +17,12 @@ from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import metrics
 
 # The explaining CLI's flags that mean nothing here.
-NOT_FOR_EVALUATION = ("outputs", "skip_existing", "num_shards", "shard_index", "counterfactual")
+NOT_FOR_EVALUATION = ("outputs", "skip_existing", "counterfactual")
 
 flags.DEFINE_string("boxes", None, "A folder of Pascal VOC XML files, one per image stem "
-                    "(ILSVRC's val boxes are in this format): adds the localisation error and "
-                    "the pointing game, and evaluates each ground-truth class too.")
+                    "(ILSVRC's per-image val XML is this format), or ILSVRC's one-file "
+                    "LOC_val_solution.csv: adds the localisation error and the pointing game, "
+                    "and evaluates each ground-truth class too.")
 flags.DEFINE_string("metrics", ",".join(metrics.METRICS), metrics.help_text())
 flags.DEFINE_integer("patch", 32, "Occlusion patch side in input pixels.", lower_bound=1)
 flags.DEFINE_integer("stride", 8, "Occlusion stride in input pixels.", lower_bound=1)
@@ -38,10 +41,20 @@ flags.DEFINE_float("tolerance", 15.0, "Pointing game: a hit within this many pho
                    "a box.", lower_bound=0.0)
 flags.DEFINE_boolean("plots", True, "Write each evaluated class's panel, its deletion / "
                      "insertion curves and the randomisation plots as PNGs.")
+flags.DEFINE_integer("sample", None, "Evaluate a random subset of this many of the inputs "
+                     "(the same on every machine and shard for the same --sample_seed), kept "
+                     "in input order.", lower_bound=1)
+flags.DEFINE_integer("sample_seed", 0, "Seed of --sample's subset.")
+flags.DEFINE_boolean("summarize", False, "Merge the evaluation folders given as arguments "
+                     "(shards, --num_shards) into --output_dir: evaluation.csv, sanity.csv, the "
+                     "summary, its plots and one index.html, from their CSV files alone (no "
+                     "model). Duplicates and photos missing from the input list (--image if "
+                     "given, else the shards' own lists) are reported.")
 FLAGS = flags.FLAGS
 
 USAGE = """\
 usage: {prog} --image PATH [--image PATH ...] [flags]
+       {prog} --summarize DIR [DIR ...] --output_dir DIR
 
 Measures Grad-CAM, Guided Backprop, Guided Grad-CAM and the counterfactual maps of each image:
 faithfulness to occlusion, deletion / insertion, localisation and pointing game on VOC boxes,
@@ -52,6 +65,8 @@ Needs the optional extra (SciPy, scikit-image, matplotlib): {extra}
 examples:
   {prog} --image images/ --boxes images/boxes --output_dir evaluation
   {prog} --network vgg_16 --image ILSVRC2012_val/ --boxes val_boxes/ --metrics localisation
+  {prog} --image photos/ --num_shards 4 --shard_index 0 --output_dir evaluation/shard_0
+  {prog} --summarize evaluation/shard_* --output_dir evaluation/all
 """
 EXTRA = "pip install 'guided-gradcam[evaluate]'"
 # What the metrics and the plots import; each is tried before any work (SciPy and
@@ -64,7 +79,17 @@ HELP = {"output_dir": "Where evaluation.csv, sanity.csv, evaluation.json, the pl
                    "Grad-CAM, comma-separated: gradcampp (Grad-CAM++), xgradcam, layercam, "
                    "hirescam; each also guided (x GBP).",
         "batch_size": "Images per session run: the explained classes, the occluded copies, "
-                      "the curve points."}
+                      "the curve points.",
+        "num_shards": "Split the inputs into this many deterministic shards (photo i goes to "
+                      "shard i % num_shards), one output folder each; --summarize merges them.",
+        "shard_index": "Which shard (0-based) this process evaluates. A run into a folder of "
+                       "an earlier one with the same settings resumes it.",
+        "labels_file": "Class names, one per line, or ILSVRC's LOC_synset_mapping.txt (a "
+                       "WordNet ID, then the names: --boxes may name classes by their IDs); "
+                       "'imagenet' for ImageNet's 1000. Default for --model: class 0, class 1, "
+                       "...",
+        "image": "Image file, folder or glob; repeatable. With --summarize: the input list "
+                 "the merged folders are checked against."}
 
 
 def help_text(argv0="evaluate.py"):
@@ -76,12 +101,12 @@ def help_text(argv0="evaluate.py"):
         USAGE.format(prog=prog, extra=EXTRA), "\n".join(map(common.describe_flag, shared + own)))
 
 
-def require_extra(plots=True):
-    """Imports what the evaluation needs beyond the toolkit; a missing or broken one is one
-    error line naming the extra, never a traceback."""
+def require_extra(plots=True, measuring=True):
+    """Imports what the evaluation needs beyond the toolkit (a merge: matplotlib alone); a
+    missing or broken one is one error line naming the extra, never a traceback."""
     import importlib
 
-    for module in EXTRA_MODULES + (("matplotlib",) if plots else ()):
+    for module in (EXTRA_MODULES if measuring else ()) + (("matplotlib",) if plots else ()):
         try:
             importlib.import_module(module)
         except ImportError as error:
@@ -117,8 +142,9 @@ def _settings():
     on_boxes = [name for name in chosen if metrics.REGISTRY[name].needs_boxes]
     if on_boxes and FLAGS.boxes is None and FLAGS["metrics"].present:
         raise GuidedGradCamError("--metrics %s needs --boxes DIR" % ",".join(on_boxes))
-    if FLAGS.boxes is not None and not os.path.isdir(FLAGS.boxes):
-        raise GuidedGradCamError("--boxes %s is not a folder" % FLAGS.boxes)
+    if FLAGS.boxes is not None and not os.path.exists(FLAGS.boxes):
+        raise GuidedGradCamError("--boxes %s is neither a folder of XML files nor a "
+                                 "LOC_val_solution.csv file" % FLAGS.boxes)
     if FLAGS["baseline"].present and "deletion" not in chosen:
         raise GuidedGradCamError("--baseline is for --metrics deletion")
     return Settings(metrics=chosen, methods=parse_methods(FLAGS.methods), patch=FLAGS.patch,
@@ -129,125 +155,87 @@ def _settings():
                     insertion_baseline=baselines["insertion"])
 
 
-def _described_settings(settings):
-    """[(name, value)] of the evaluation's own settings: the run header's second line and,
-    after the model's, the settings its page opens with."""
-    pairs = [("metrics", ",".join(settings.metrics))]
-    if settings.methods != ("gradcam",):
-        pairs.append(("methods", ",".join(settings.methods)))
-    boxes = [] if FLAGS.boxes is None else [("boxes", FLAGS.boxes)]
-    for name, metric in metrics.REGISTRY.items():
-        if metric.needs_boxes:  # the boxes before the first metric on them
-            pairs, boxes = pairs + boxes, []
-        if name in settings.metrics and (FLAGS.boxes is not None or not metric.needs_boxes):
-            pairs += metric.describe(settings)
-    return pairs + boxes + [("batch size", str(settings.batch_size))]
+FOR_SUMMARIZE = ("summarize", "output_dir", "image", "plots")
 
 
-def _model_settings(explainer):
-    """[(name, value)] of the model, as the run header's first line says them."""
-    source = explainer.source
-    pairs = [("model" if FLAGS.model else "network", "%s (%s)" % (source.name, explainer.task))]
-    if explainer.checkpoint:
-        pairs.append(("checkpoint", explainer.checkpoint))
-    return pairs + [("input", "%dx%dx%d" % (*explainer.input_size, explainer.channels)),
-                    ("preprocessing", "%s: %s" % (source.preprocessing.name,
-                                                  source.preprocessing.description)),
-                    ("Grad-CAM layer", explainer.layer)]
+
+def _summarize(folders):
+    """--summarize DIR …: the folders merged from their CSV files, no model, no TensorFlow."""
+    from guided_gradcam.evaluation import merge, report
+
+    own = FLAGS.get_flags_for_module(__name__) + FLAGS.get_flags_for_module(cli.__name__)
+    other = [flag.name for flag in own if flag.present and flag.name not in FOR_SUMMARIZE]
+    if other:
+        raise GuidedGradCamError("--%s is not for --summarize: the settings are the folders' "
+                                 "own (evaluation.json)" % other[0])
+    if not folders:
+        raise GuidedGradCamError("--summarize needs the folders to merge: --summarize DIR "
+                                 "[DIR ...] --output_dir DIR")
+    require_extra(FLAGS.plots, measuring=False)
+    inputs = None
+    if FLAGS.image:
+        inputs, missing = cli.collect_inputs()
+        if missing:
+            return 1
+    maps, results, notes = merge.summarize(folders, FLAGS.output_dir, inputs, FLAGS.plots)
+    print("summary of %d folder%s in %s (evaluation.csv, evaluation.json, index.html)"
+          % (len(folders), "s" if len(folders) > 1 else "", FLAGS.output_dir), flush=True)
+    print("\n".join([report.summary_text(results, maps)] + notes), flush=True)
+    return 0
 
 
-def _describe(result):
-    parts = []
-    for c in result.classes:
-        numbers = []
-        for column in metrics.COLUMNS:
-            values = getattr(c, column.key)
-            if values:
-                numbers.append("%s %s" % (column.short, " ".join(
-                    "%s=%s" % (name, ("hit" if value else "miss") if column.kind == "hit"
-                               else "%.3f" % value) for name, value in values.items()
-                    if name in ("gradcam", "gbp", "guided_gradcam"))))
-        parts.append("%s (%d): %s" % (c.class_name, c.class_index, "; ".join(numbers)))
-    localised = " ".join("%s %s" % (k, "yes" if v else "no")
-                         for k, v in result.localisation.items())
-    return "%s: %s%s" % (result.path, " | ".join(parts),
-                         "; localised %s" % localised if localised else "")
+def _plan(labels_given):
+    """(this shard's jobs, the settings of the input list): --sample, then the shard, by
+    inference.py's split (`pipeline.plan_jobs`)."""
+    from guided_gradcam.cli.evaluation_run import sample_paths
+    from guided_gradcam.cli.pipeline import plan_jobs
+    from guided_gradcam.evaluation.provenance import SHARD, inputs_digest
 
-
-def _index(index, result, photo, plots, labels):
-    """Each evaluated class's row in index.csv (its page shows the metrics), and its panel
-    unless `photo` is None."""
-    from guided_gradcam.outputs.files import save_outputs
-    from guided_gradcam.outputs.run_index import explanation_row
-
-    for explanation in result.explanations:
-        stem = "%s_%d" % (result.stem, explanation.label)
-        files = [] if photo is None else save_outputs(
-            explanation, photo, result.crop, explanation.class_name, FLAGS.output_dir, stem,
-            kinds=("panel",))
-        files += [p for p in plots if os.path.basename(p).startswith(stem + "_")]
-        index.append(dict(explanation_row(result.path, stem, explanation, labels),
-                          files=";".join(os.path.relpath(p, FLAGS.output_dir) for p in files)))
-
-
-def _evaluate_photos(evaluator, paths, labels, record, index):
-    """Each photo in turn: measured, recorded, plotted; a bad one costs only itself. Returns
-    (results without their maps and curves, failures)."""
-    from guided_gradcam.evaluation import report
-    from guided_gradcam.evaluation.runner import PhotoResult
-    from guided_gradcam.images import ImageError, load_photo
-    from guided_gradcam.cli.pipeline import Progress, unique_stems
-
-    explainer, results, failures = evaluator.explainer, [], 0
-    # A folder's progress line, as inference.py's: done/total, images/s, time left (stderr).
-    progress = Progress(len(paths)) if len(paths) > 1 else None
-    for number, (path, stem) in enumerate(zip(paths, unique_stems(paths))):
-        if progress and number:
-            progress.update(number)
-        try:
-            photo = load_photo(path, explainer.input_size)
-            result = evaluator.evaluate(photo, path, stem, labels)
-        except (ImageError, GuidedGradCamError) as problem:
-            common.print_error(problem)
-            failures += 1
-            record.add(PhotoResult(path, stem, error=str(problem)))
-            index.failed(path, stem, problem)
-            continue
-        record.add(result)
-        for note in result.notes:
-            print("note: %s" % note, flush=True)
-        for warning in result.warnings:
-            print("warning: %s" % warning, file=sys.stderr, flush=True)
-        print(_describe(result), flush=True)
-        plots = report.write_curve_plots(result, FLAGS.output_dir) if FLAGS.plots else []
-        _index(index, result, photo if FLAGS.plots else None, plots, explainer.labels)
-        result.explanations = []  # a folder's summary keeps the numbers, not the maps
-        for class_result in result.classes:
-            class_result.curves = {}
-        results.append(result)
-    if progress:
-        progress.update(len(paths), final=True)
-    return results, failures
+    paths, missing = cli.collect_inputs()
+    chosen = sample_paths(paths, FLAGS.sample, FLAGS.sample_seed)
+    jobs, _ = plan_jobs(chosen, FLAGS.output_dir, (), FLAGS.shard_index, FLAGS.num_shards)
+    pairs = [("inputs", inputs_digest(chosen))]
+    if FLAGS.sample is not None:
+        pairs.append(("sample", "%d of %d photos, seed %d" % (len(chosen), len(paths),
+                                                              FLAGS.sample_seed)))
+    if labels_given:
+        pairs.append(("labels", ",".join(FLAGS.label)))
+    if FLAGS.num_shards > 1:
+        pairs.append((SHARD, "%d of %d" % (FLAGS.shard_index, FLAGS.num_shards)))
+    return paths, missing, jobs, pairs
 
 
 def main(argv):
+    if FLAGS.summarize:
+        try:
+            return _summarize(argv[1:])
+        except GuidedGradCamError as problem:
+            common.print_error(problem)
+            return 1
     stray = cli.stray_arguments(argv)
     if stray is not None:
         return stray
-    failures = 0
+    failures, missing, jobs = 0, [], []
     try:
         ignored = [name for name in NOT_FOR_EVALUATION if FLAGS[name].present]
         if ignored:
-            raise GuidedGradCamError("--%s is not a flag of the evaluation" % ignored[0])
+            raise GuidedGradCamError("--%s is not a flag of the evaluation%s" % (
+                ignored[0], " (a run into the folder of an earlier one with the same "
+                "settings resumes it)" if ignored[0] == "skip_existing" else ""))
         require_extra(FLAGS.plots)
         settings = _settings()
         labels = cli.check_model_flags()
-        paths, missing = cli.collect_inputs()
+        paths, missing, jobs, input_pairs = _plan(bool(FLAGS.label))
         if not paths:
             return 1
+        from guided_gradcam.cli import evaluation_run
+
+        described = evaluation_run.described_settings(settings, FLAGS.boxes)
+        own_settings = described + evaluation_run.recorded_settings(FLAGS.boxes, input_pairs)
+        evaluation_run.check_resumable(FLAGS.output_dir, own_settings, model_known=False)
         cli.check_writable(FLAGS.output_dir)
         with cli.open_explainer(settings.methods) as explainer:
-            from guided_gradcam.evaluation import report
+            from guided_gradcam.evaluation import provenance, records, report
             from guided_gradcam.evaluation.runner import Evaluator, map_names
             from guided_gradcam.outputs.run_index import RunIndex
 
@@ -255,28 +243,46 @@ def main(argv):
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
             evaluator = Evaluator(explainer, settings, FLAGS.boxes)
             cli.print_run_header(explainer)
-            described = _described_settings(settings)
             print("evaluation: %s" % "; ".join("%s %s" % pair for pair in described),
                   flush=True)
-            page_settings = _model_settings(explainer) + described
+            page_settings = (evaluation_run.model_settings(explainer, FLAGS.model is not None)
+                             + [("checkpoint digest", provenance.weights_digest(
+                                 explainer.checkpoint or FLAGS.model))] + own_settings)
             maps = map_names(settings.methods, evaluator.counterfactual)
-            record = report.Record(FLAGS.output_dir, maps)
-            report.write_page_data(FLAGS.output_dir, page_settings)  # no older run's summary
+            resume = evaluation_run.check_resumable(FLAGS.output_dir, page_settings)
+            # The settings before any row (a folder never has rows without them), and no
+            # older run's summary.
+            report.write_page_data(FLAGS.output_dir, page_settings)
+            record = records.Record(FLAGS.output_dir, maps, resume=resume)
+            todo = [job for job in jobs if job.path not in record.done]
+            provenance.write_inputs(FLAGS.output_dir, [job.path for job in jobs])
             index = RunIndex(FLAGS.output_dir)
+            throughput = evaluation_run.Throughput(
+                explainer, len(todo), evaluation_run.class_counts(evaluator, todo, labels),
+                len(jobs) - len(todo), (FLAGS.shard_index, FLAGS.num_shards))
             try:
-                results, failures = _evaluate_photos(evaluator, paths, labels, record, index)
-                report.write_page_data(FLAGS.output_dir, page_settings, results, maps)
+                results, failures = evaluation_run.evaluate_photos(
+                    evaluator, todo, labels, record, index, throughput, FLAGS.output_dir,
+                    FLAGS.plots)
+                # The summary of every photo in the folder, from its CSV files: a resumed
+                # run's too, and what a merge of shards computes.
+                _, everything = records.read_results(FLAGS.output_dir)
+                report.write_page_data(FLAGS.output_dir, page_settings, everything, maps)
             finally:
-                record.close()  # before the page: it shows evaluation.csv's numbers
-                index.close()
+                record.close()
+                index.close()  # the page shows evaluation.csv's numbers
             if FLAGS.plots:
-                report.write_summary_plots(results, FLAGS.output_dir)
+                report.write_summary_plots(everything, FLAGS.output_dir)
             without = sum(r.box_file is None for r in results)
             if FLAGS.boxes is not None and without:
-                print("note: %d of %d photos had no box file in %s (<stem>.xml): no "
-                      "ground-truth classes, localisation or pointing game for them"
-                      % (without, len(results), FLAGS.boxes), flush=True)
-            print(report.summary_text(results, maps), flush=True)
+                print("note: %d of %d photos had no %s in %s (%s): no ground-truth classes, "
+                      "localisation or pointing game for them" % (
+                          without, len(results), *(("box file", FLAGS.boxes, "<stem>.xml")
+                                                   if os.path.isdir(FLAGS.boxes) else
+                                                   ("row", FLAGS.boxes, "ImageId <stem>"))),
+                      flush=True)
+            print(throughput.summary(), flush=True)
+            print(report.summary_text(everything, maps), flush=True)
     except GuidedGradCamError as problem:
         common.print_error(problem)
         return 1
@@ -285,9 +291,8 @@ def main(argv):
         return 130
     failures += len(missing)
     if failures:
-        common.print_error("%d of %d inputs failed" % (failures, len(paths) + len(missing)))
+        common.print_error("%d of %d inputs failed" % (failures, len(jobs) + len(missing)))
     return 1 if failures else 0
-
 
 def run():
     FLAGS.set_default("output_dir", "evaluation")

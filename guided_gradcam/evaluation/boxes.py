@@ -69,6 +69,28 @@ def _number(path, element, tag, where):
         _fail(path, "%s has no numeric <%s> (%r)" % (where, tag, text))
 
 
+def voc_box(path, where, corners, width=None, height=None, notes=None):
+    """(left, top, right, bottom) of VOC's 1-based inclusive (xmin, ymin, xmax, ymax) integers;
+    a 0 (LabelImg, CVAT: a box on the left or top border) is read as the first pixel, with a
+    line in `notes`; an inverted box, or one outside the photo (width and height when known),
+    is a one-line error naming `path` and `where`."""
+    xmin, ymin, xmax, ymax = corners
+    if xmax < xmin or ymax < ymin:
+        _fail(path, "%s has an inverted box: xmin %d ymin %d xmax %d ymax %d"
+              % (where, xmin, ymin, xmax, ymax))
+    if xmin < 0 or ymin < 0:
+        _fail(path, "%s starts at xmin %d ymin %d, outside the photo" % (where, xmin, ymin))
+    if xmin == 0 or ymin == 0:
+        if notes is not None:
+            notes.append("annotation %s: %s starts at xmin %d ymin %d: read as the photo's "
+                         "first pixel (VOC pixels are 1-based)" % (path, where, xmin, ymin))
+        xmin, ymin, xmax, ymax = max(xmin, 1), max(ymin, 1), max(xmax, 1), max(ymax, 1)
+    if width and (xmax > width or ymax > height):
+        _fail(path, "%s ends at xmax %d ymax %d, outside the %dx%d photo"
+              % (where, xmax, ymax, width, height))
+    return xmin - 1, ymin - 1, xmax, ymax
+
+
 def read_voc_xml(path):
     """The Annotation of a Pascal VOC XML file; any problem is a one-line GuidedGradCamError."""
     path = os.fspath(path)
@@ -96,23 +118,11 @@ def read_voc_xml(path):
         bndbox = element.find("bndbox")
         if bndbox is None:
             _fail(path, "%s has no <bndbox>" % where)
-        xmin, ymin, xmax, ymax = (_number(path, bndbox, tag, where)
-                                  for tag in ("xmin", "ymin", "xmax", "ymax"))
-        if xmax < xmin or ymax < ymin:
-            _fail(path, "%s has an inverted box: xmin %d ymin %d xmax %d ymax %d"
-                  % (where, xmin, ymin, xmax, ymax))
-        if xmin < 0 or ymin < 0:
-            _fail(path, "%s starts at xmin %d ymin %d, outside the photo"
-                  % (where, xmin, ymin))
-        if xmin == 0 or ymin == 0:  # LabelImg, CVAT: 0 for a box on the left or top border
-            notes.append("annotation %s: %s starts at xmin %d ymin %d: read as the photo's "
-                         "first pixel (VOC pixels are 1-based)" % (path, where, xmin, ymin))
-            xmin, ymin, xmax, ymax = max(xmin, 1), max(ymin, 1), max(xmax, 1), max(ymax, 1)
-        if width and (xmax > width or ymax > height):
-            _fail(path, "%s ends at xmax %d ymax %d, outside the %dx%d photo"
-                  % (where, xmax, ymax, width, height))
+        box = voc_box(path, where, [_number(path, bndbox, tag, where)
+                                    for tag in ("xmin", "ymin", "xmax", "ymax")],
+                      width, height, notes)
         objects.append(GroundTruthObject(
-            name, (xmin - 1, ymin - 1, xmax, ymax), _flag(path, element, "difficult", where),
+            name, box, _flag(path, element, "difficult", where),
             _flag(path, element, "truncated", where)))
     filename = root.findtext("filename")
     return Annotation(path, filename.strip() if filename else None, width, height,
@@ -145,6 +155,12 @@ def class_index(name, labels):
     """An object's class index: a wnid through ImageNet's synsets, any other name (or index)
     through labels.resolve (a LabelSpace), which suggests classes for an unknown name."""
     wnid = name.strip()
+    own = getattr(labels, "wnids", None)  # a labels file of synsets (LOC_synset_mapping.txt)
+    if own and _WNID.fullmatch(wnid):
+        if wnid not in own:
+            raise GuidedGradCamError("%s is not one of the labels file's %d synsets"
+                                     % (wnid, len(own)))
+        return own.index(wnid)
     if _WNID.fullmatch(wnid):
         if len(labels) != NUM_IMAGENET_CLASSES or labels.names != imagenet_class_names():
             raise GuidedGradCamError("object name %s is an ImageNet wnid: a wnid needs "

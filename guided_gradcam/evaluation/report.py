@@ -1,9 +1,10 @@
-"""The evaluation's record: per-(photo, class) rows in evaluation.csv, the sanity checks' rows in
-sanity.csv (both appended photo by photo: a killed run keeps what it finished), the summary
-table printed at the end, the run's settings and summary for its page (evaluation.json), and
-the plots (matplotlib, written atomically).
+"""The evaluation's report: the summary table printed at the end, the run's settings and
+summary for its page (evaluation.json), and the plots (matplotlib, written atomically). The
+rows themselves, evaluation.csv and sanity.csv, are `records`'.
+
+Means are exact sums (math.fsum) over the numbers: the same rows give the same summary in any
+order, a merge of shards that of one run.
 """
-import csv
 import io
 import json
 import math
@@ -13,89 +14,20 @@ import numpy as np
 
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation.boxes import localisation_error
-from guided_gradcam.evaluation.metrics import COLUMNS, REGISTRY
+from guided_gradcam.evaluation.metrics import COLUMNS
+from guided_gradcam.evaluation.provenance import PAGE_DATA  # the settings, the summary
+from guided_gradcam.evaluation.records import PER_MAP, SIMILARITIES
+from guided_gradcam.evaluation.records import evaluation_columns  # noqa: F401 (its old home)
 from guided_gradcam.outputs.rendering import write_atomically
 
-EVALUATION_CSV, SANITY_CSV, PLOTS_DIR = "evaluation.csv", "sanity.csv", "plots"
-PAGE_DATA = "evaluation.json"  # the run's settings and summary, for its index.html
-SIMILARITIES = ("spearman_abs", "spearman_signed", "ssim", "hog")
-PER_MAP = tuple(column.key for column in COLUMNS)  # each metric's numbers per map
+PLOTS_DIR = "plots"
 SUMMARY_HEADER = ("map",) + tuple(column.summary for column in COLUMNS)
 
 
-def evaluation_columns(maps):
-    """evaluation.csv's header: the photo-class, each metric's per-photo columns (those on the
-    ground truth first, where the first version of the file had them, then the error), then
-    each metric's columns per map."""
-    def photo_columns(on_boxes):
-        return [name for metric in REGISTRY.values() if metric.needs_boxes == on_boxes
-                for name in metric.photo_columns]
-    return (["input", "stem", "class_index", "class_name", "probability", *photo_columns(True),
-             "error", *photo_columns(False)]
-            + ["%s_%s" % (metric, name) for metric in PER_MAP for name in maps])
-
-
-SANITY_COLUMNS = ("input", "stem", "class_index", "mode", "step", "block", "map") + SIMILARITIES
-
-
-def _number(value):
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    return "%.6g" % value
-
-
-class Record:
-    """Appends each photo's rows to the two CSV files in `output_dir`."""
-
-    def __init__(self, output_dir, maps):
-        self.output_dir, self.maps = output_dir, tuple(maps)
-        self.columns = evaluation_columns(self.maps)
-        try:
-            os.makedirs(output_dir, exist_ok=True)
-            self._evaluation = open(os.path.join(output_dir, EVALUATION_CSV), "w", newline="",
-                                    encoding="utf-8")
-            self._sanity = open(os.path.join(output_dir, SANITY_CSV), "w", newline="",
-                                encoding="utf-8")
-        except OSError as error:
-            raise GuidedGradCamError("cannot write in %s: %s" % (output_dir, error)) from None
-        self._rows = csv.DictWriter(self._evaluation, self.columns)
-        self._sanity_rows = csv.DictWriter(self._sanity, SANITY_COLUMNS)
-        self._rows.writeheader()
-        self._sanity_rows.writeheader()
-
-    def add(self, result):
-        per_photo = {name: value for metric in REGISTRY.values()
-                     for name, value in metric.photo_values(result).items()}
-        if result.error:
-            self._rows.writerow(dict(dict.fromkeys(self.columns, ""), input=result.path,
-                                     stem=result.stem, error=result.error))
-        for c in result.classes:
-            row = dict.fromkeys(self.columns, "")
-            row.update(input=result.path, stem=result.stem, class_index=c.class_index,
-                       class_name=c.class_name, probability=_number(c.probability),
-                       **per_photo)
-            for metric in PER_MAP:
-                for name, value in getattr(c, metric).items():
-                    row["%s_%s" % (metric, name)] = _number(value)
-            self._rows.writerow(row)
-            for s in c.sanity:
-                self._sanity_rows.writerow(dict(
-                    input=result.path, stem=result.stem, class_index=c.class_index,
-                    mode=s.mode, step=s.step, block=s.block, map=s.map,
-                    **{key: _number(getattr(s, key)) for key in SIMILARITIES}))
-        self._evaluation.flush()
-        self._sanity.flush()
-
-    def close(self):
-        self._evaluation.close()
-        self._sanity.close()
-
-
 def _mean(values):
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return (float(np.mean(values)), len(values)) if values else (None, 0)
+    values = [float(v) for v in values
+              if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return (math.fsum(values) / len(values), len(values)) if values else (None, 0)
 
 
 def summary(results, maps):
@@ -198,14 +130,16 @@ def _summary_lines(results, errors):
     return lines
 
 
-def write_page_data(output_dir, settings, results=None, maps=()):
-    """evaluation.json, what the run's index.html opens with (`run_index.write_html`): the
-    settings, [[name, value]], and the summary table once the run has one (None before: a run
-    stopped early shows its settings, never an older run's summary)."""
+def write_page_data(output_dir, settings, results=None, maps=(), notes=()):
+    """evaluation.json, what the run's index.html opens with (`run_index.write_html`) and the
+    settings on record (`provenance`): the settings, [[name, value]], and the summary table
+    once the run has one (None before: a run stopped early shows its settings, never an older
+    run's summary), `notes` (a merge's) below it."""
     data = {"settings": [[str(name), str(value)] for name, value in settings], "summary": None}
     if results is not None:
         rows, lines = summary_table(results, maps)
-        data["summary"] = {"header": list(SUMMARY_HEADER), "rows": rows, "lines": lines}
+        data["summary"] = {"header": list(SUMMARY_HEADER), "rows": rows,
+                           "lines": lines + list(notes)}
     text = json.dumps(data, ensure_ascii=False, indent=1)
     path = os.path.join(output_dir, PAGE_DATA)
     try:

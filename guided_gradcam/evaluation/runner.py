@@ -21,12 +21,12 @@ import numpy as np
 from guided_gradcam.core.tasks import REGRESSION
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import boxes as gt_boxes
-from guided_gradcam.evaluation import deletion_insertion, faithfulness
+from guided_gradcam.evaluation import deletion_insertion, faithfulness, ilsvrc
 from guided_gradcam.evaluation.metric import Photo
-from guided_gradcam.evaluation.metrics import COLUMNS, METRICS, REGISTRY
+from guided_gradcam.evaluation.metrics import METRICS, REGISTRY
+# The results are defined apart (no TensorFlow), for reading them back from the CSV files.
+from guided_gradcam.evaluation.results import ClassResult, PhotoResult  # noqa: F401
 from guided_gradcam.explainer import top_classes
-
-_COLUMN_KEYS = frozenset(column.key for column in COLUMNS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,44 +47,6 @@ class Settings:
     @property
     def baselines(self):
         return {"deletion": self.deletion_baseline, "insertion": self.insertion_baseline}
-
-
-@dataclasses.dataclass
-class ClassResult:
-    """The measurements of one (photo, class). Each metric's columns are `values[key]`, {map:
-    number}, also read as attributes: `faithfulness`, `deletion`, `insertion`, `pointing`."""
-    class_index: int
-    class_name: str
-    probability: float  # None for regression
-    values: dict = dataclasses.field(default_factory=dict)  # column key → {map: number}
-    curves: dict = dataclasses.field(default_factory=dict)  # (map, mode) → scores per point
-    # mode → the class's score of that mode's baseline image alone (what deletion ends on and
-    # insertion starts from), and of the photo ("photo"): the curves' scale
-    baseline_scores: dict = dataclasses.field(default_factory=dict)
-    sanity: list = dataclasses.field(default_factory=list)  # SanityRow per step and map
-
-    def __getattr__(self, key):
-        values = self.__dict__.get("values")
-        if values is None or key not in _COLUMN_KEYS:
-            raise AttributeError(key)
-        return values.setdefault(key, {})
-
-
-@dataclasses.dataclass
-class PhotoResult:
-    path: str
-    stem: str
-    classes: list = dataclasses.field(default_factory=list)  # ClassResult
-    top5: list = dataclasses.field(default_factory=list)  # TopClass
-    localisation: dict = dataclasses.field(default_factory=dict)  # top1 / top5 → correct
-    crop: tuple = None  # the photo's box that became the network input
-    fractions: np.ndarray = None  # of pixels changed at each curve point
-    explanations: list = dataclasses.field(default_factory=list)  # of each evaluated class
-    error: str = None
-    notes: list = dataclasses.field(default_factory=list)  # one line each, said once per photo
-    warnings: list = dataclasses.field(default_factory=list)  # numbers that may mislead
-    baselines: dict = dataclasses.field(default_factory=dict)  # mode → baseline name (measured)
-    box_file: str = None  # the VOC file read for the photo; None without (or without --boxes)
 
 
 def map_names(methods=("gradcam",), counterfactual=True):
@@ -112,6 +74,7 @@ class Evaluator:
     `settings.metrics` (`evaluation.metrics`)."""
 
     def __init__(self, explainer, settings=Settings(), boxes_dir=None):
+        """boxes_dir: --boxes, a folder of VOC XML files or a LOC_val_solution.csv file."""
         unknown = sorted(set(settings.metrics) - set(METRICS))
         if unknown:
             raise GuidedGradCamError("unknown metric %s; choose from %s"
@@ -123,6 +86,7 @@ class Evaluator:
         self.explainer = explainer
         self.settings = settings
         self.boxes_dir = boxes_dir
+        self.boxes = None if boxes_dir is None else ilsvrc.open_boxes(boxes_dir)
         self.metrics = [REGISTRY[name] for name in METRICS if name in settings.metrics]
         # Counterfactual maps are measured by the metrics that know what to expect of them.
         self.counterfactual = explainer.task != REGRESSION and any(
@@ -188,6 +152,20 @@ class Evaluator:
                         "numbers and its guided map's are NaN (- in the summary)" % (
                             result.path, mode, subject, meaning, self.explainer.layer))
 
+    def ground_truth_classes(self, stem):
+        """The classes of the photo's boxes (none without, or for a box file that fails: the
+        photo's evaluation says why), known before the model runs: a shard's count."""
+        if self.boxes is None:
+            return set()
+        try:
+            annotation = self.boxes.annotation(stem)
+            if annotation is None:
+                return set()
+            truth, difficult = gt_boxes.ground_truth(annotation, self.explainer.labels)
+        except GuidedGradCamError:
+            return set()
+        return set(truth) | set(difficult)
+
     def _explain(self, network_input, classes, counterfactual=False):
         explanations = []
         for start in range(0, len(classes), self.settings.batch_size):
@@ -199,9 +177,9 @@ class Evaluator:
 
     def _ground_truth(self, stem, result):
         """({class: boxes}, {class: difficult boxes}) of the photo's VOC file; None without."""
-        if self.boxes_dir is None:
+        if self.boxes is None:
             return None
-        annotation = gt_boxes.find_annotation(self.boxes_dir, stem)
+        annotation = self.boxes.annotation(stem)
         if annotation is None:
             return None
         result.box_file = annotation.path

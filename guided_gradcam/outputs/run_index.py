@@ -147,8 +147,10 @@ def _number(text):
 def _entry(row):
     stem, files = row["stem"], row["files"].split(";")
     # The panel, else the photo-sized Grad-CAM overlay, else no picture.
-    thumb = next((name for name in (stem + "_panel.png", stem + "_gradcam.png")
-                  if name in files), None)
+    # By name, or in another folder: a merged evaluation's files lie in its shards' folders
+    # (../shard_0/<name>).
+    thumb = next((path for name in (stem + "_panel.png", stem + "_gradcam.png")
+                  for path in files if path == name or path.endswith("/" + name)), None)
     curves = next((name for name in files if name.endswith("_curves.png")), None)
     if row["class_index"]:
         label = "%s (%s)" % (row["class_name"], row["class_index"])

@@ -136,7 +136,9 @@ function card(entry) {
   const figure = element("figure");
   figure.dataset.stem = entry.stem;
   if (entry.thumb) {
-    const link = element("a"), image = element("img"), url = encodeURIComponent(entry.thumb);
+    const link = element("a"), image = element("img");
+    // each part of the path encoded, not the "/": a merged run's cards show its shards' files
+    const url = entry.thumb.split("/").map(encodeURIComponent).join("/");
     link.href = url;  // relative: the folder can move
     image.loading = "lazy";  // before src: off-screen thumbnails load when scrolled to
     image.src = url;
