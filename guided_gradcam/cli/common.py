@@ -1,5 +1,6 @@
 """What both command lines share besides their flags: the one-line error, `--help` generated
 from the flag definitions, absl's parsing with one-line errors, running a command."""
+import os
 import sys
 
 from absl import app, flags
@@ -64,4 +65,15 @@ def run_command(command, text):
             delattr(FLAGS, name)
     for name, short_name in (("help", "h"), ("helpshort", "?")):
         flags.DEFINE_flag(_HelpFlag(name, short_name, text), module_name=app.__name__)
-    app.run(command, flags_parser=_parse_flags)
+    app.run(_closed_pipe_is_no_traceback(command), flags_parser=_parse_flags)
+
+
+def _closed_pipe_is_no_traceback(command):
+    """`… | head`: once the reader is gone, stop quietly (exit 1), as Python's docs advise."""
+    def guarded(argv):
+        try:
+            return command(argv)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+    return guarded

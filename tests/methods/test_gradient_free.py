@@ -18,6 +18,7 @@ import tensorflow.compat.v1 as tf
 
 from guided_gradcam.core.tf_eager import eager
 from guided_gradcam.explainer import GuidedGradCam
+from guided_gradcam import forward_passes
 from guided_gradcam.forward_passes import PassProgress
 from guided_gradcam.methods import REGISTRY
 from guided_gradcam.methods import ablationcam, scorecam
@@ -347,3 +348,28 @@ def test_passes_report_their_progress_only_while_work_is_left():
     quiet = io.StringIO()
     PassProgress("ablation-cam tail passes", 64, quiet).update(16)  # within the first seconds
     assert quiet.getvalue() == ""
+
+
+def test_passes_feed_at_most_batch_size_inputs_whatever_the_channel_count(small):
+    """Memory stays flat in K: every run of masked inputs or ablated activations holds at most
+    `batch_size` of them (the runs observed on the explainer's own session)."""
+    explainer, g = small.explainer, small.explainer.graph
+    fed = []
+
+    def observed_run(fetches, feed):
+        fed.extend(len(value) for tensor, value in feed.items()
+                   if tensor in (g.net_input, g.activations))
+        return explainer.session.run(fetches, feed)
+
+    net_inputs = explainer.network_inputs(small.images)
+    activations = explainer.session.run(g.activations, {g.net_input: net_inputs})
+    targets = np.array(LABELS)
+    for batch_size in (1, 4):
+        fed.clear()
+        masked = forward_passes.masked_input_scores(observed_run, g, net_inputs, activations,
+                                                    targets, batch_size)
+        ablated = forward_passes.ablated_scores(observed_run, g, net_inputs, activations,
+                                                targets, batch_size)
+        pairs = activations.shape[0] * activations.shape[-1]
+        assert max(fed) == batch_size and len(fed) >= 2 * pairs / batch_size
+        assert np.isfinite(masked).all() and np.isfinite(ablated).all()
