@@ -2,6 +2,7 @@
 pixels, taken through the photo's crop and resize to the network input, then to the model's
 output resolution. A region is a bool mask; non-zero pixels of a mask image are in it."""
 import os
+import threading
 
 import numpy as np
 from PIL import Image
@@ -74,6 +75,7 @@ class RegionChoice:
             self.mask_name, self.mask = None, mask
         self.note = note
         self._noted = False
+        self._lock = threading.Lock()  # photos are decoded on several threads
 
     def __bool__(self):
         return self.box is not None or self.mask is not None
@@ -86,8 +88,9 @@ class RegionChoice:
         if mask.ndim == 3:
             mask = mask.any(axis=-1)
         if mask.shape != (height, width):
-            if self.note is not None and not self._noted:
-                self._noted = True
+            with self._lock:
+                first, self._noted = not self._noted, True
+            if self.note is not None and first:
                 self.note("the mask%s is %dx%d, the photo %dx%d: resized to the photo" % (
                     " " + self.mask_name if self.mask_name else "", mask.shape[1],
                     mask.shape[0], width, height))
