@@ -354,23 +354,21 @@ class GuidedGradCam:
         g = self._graph
         return self._run(g.net_input, {g.images: self._checked_images(images)})
 
-    def forward(self, net_inputs, feeds=None, region=None):
+    def forward(self, net_inputs, feeds=None, class_regions=None):
         """(y, probabilities) of preprocessed inputs (`network_inputs`, modified), one column
         per class (a background logit left out): y^c, the score each map explains (before
         softmax / sigmoid; binary: [−z, z]), and the probabilities `Explanation` reports (None
-        for regression). Nothing but the forward pass runs. Segmentation: over `region` (at
-        the output's resolution, one for all inputs or one each: an explanation's
-        `output_region`; default the whole output), y = Σ_R z and the mean probabilities."""
+        for regression). Nothing but the forward pass runs. Segmentation: class c's y = Σ_R z^c
+        and mean probability over its region `class_regions[c]` ({class: (H', W')} at the
+        output's resolution: an explanation's `output_region`), else over the whole output."""
         g = self._graph
         feed = {g.net_input: net_inputs, **g.model.feeds, **(feeds or {})}
-        if region is not None and g.region is not None:
-            region = np.asarray(region, np.float32)
-            feed[g.region] = np.broadcast_to(region, (len(net_inputs),) + region.shape[-2:])
+        if g.region is not None:
+            scores = self._run(g.logits, feed)
+            return segmentation.scores_over_class_regions(
+                scores, self.pixel_probabilities(scores), self.pixel_task, class_regions)
         explained, scores = self._run([g.head.explained, g.logits], feed)
         offset = self.labels.offset
-        if g.region is not None:
-            return explained, segmentation.region_mean(self.pixel_probabilities(scores),
-                                                       feed.get(g.region))
         return explained[:, offset:], probabilities_of(self.task, scores, offset)
 
     def _run(self, fetches, feed):

@@ -149,3 +149,38 @@ def explanation_fields(targets, b):
         return {}
     return dict(region=targets.input_regions[b], prediction=targets.predictions[b],
                 region_area=float(targets.areas[b]), output_region=targets.regions[b])
+
+
+def scores_over_class_regions(pixel_scores, pixel_probabilities, pixel_task, class_regions=None):
+    """(y [N, K], mean probabilities [N, K]) of N inputs: column c over class c's region
+    `class_regions[c]` (H', W'), the whole output for a class without one."""
+    whole = np.ones(pixel_scores.shape[1:3], np.float32)
+    regions = np.array([(class_regions or {}).get(c, whole)
+                        for c in range(pixel_probabilities.shape[-1])], np.float32)
+    if pixel_task == BINARY:
+        pixel_scores = np.concatenate([-pixel_scores, pixel_scores], axis=-1)
+    area = regions.sum(axis=(1, 2))
+    return (np.einsum("khw,nhwk->nk", regions, pixel_scores).astype(np.float32),
+            (np.einsum("khw,nhwk->nk", regions, pixel_probabilities) / area).astype(np.float32))
+
+
+class ScoredOverRegions:
+    """An explainer whose forward passes score each class over the region it was explained
+    on, and whose explanations keep those regions (the evaluation's occluded, deleted and
+    randomised runs): `explanations`' output regions by class; everything else delegated."""
+
+    def __init__(self, explainer, explanations):
+        self._explainer = explainer
+        self.class_regions = {e.label: e.output_region for e in explanations}
+        self._input_regions = {e.label: e.region for e in explanations}
+
+    def forward(self, net_inputs, feeds=None):
+        return self._explainer.forward(net_inputs, feeds, class_regions=self.class_regions)
+
+    def explain(self, images, labels=None, *args, **kwargs):
+        labels = list(labels) if isinstance(labels, (list, tuple, np.ndarray)) else [labels] * len(images)
+        kwargs.setdefault("mask", [self._input_regions.get(label) for label in labels])
+        return self._explainer.explain(images, labels, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._explainer, name)

@@ -254,3 +254,36 @@ def test_ablation_cam_passes_score_each_image_over_its_own_region(trained):
     # Measured: 2.1e-5 at most, absolute (y − y_k: float32 sums over the region, subtracted).
     _assert_close(np.array([e.maps("ablationcam").lowres for e in explanations]), expected,
                   fraction=1e-3)
+
+
+def test_the_evaluation_scores_each_class_over_its_explained_region(trained):
+    """Occluded inputs score each class over the region it was explained on (an eager
+    reference), and the evaluation measures faithfulness, deletion and sanity on them."""
+    from guided_gradcam.evaluation.runner import Evaluator, Settings
+    from guided_gradcam.segmentation import ScoredOverRegions
+
+    model, folder = trained
+    images, _ = scenes(8, 1)
+    with GuidedGradCam(model, labels_file=str(folder / "names.txt")) as explainer:
+        explanations = explainer.explain(np.repeat(images, 2, 0), ["square", "disc"])
+        scorer = ScoredOverRegions(explainer, explanations)
+        net_input = explainer.network_inputs(images)
+        occluded = net_input.copy()
+        occluded[0, 8:24, 8:24] = 0.0
+        y, probabilities = scorer.forward(np.concatenate([net_input, occluded]))
+        result = Evaluator(explainer, Settings(metrics=("faithfulness", "deletion", "sanity"),
+                                               patch=8, stride=8, step=64)).evaluate(
+            images[0], labels=["square"])
+    for e in explanations:
+        expected, _ = eager_reference(
+            model, np.concatenate([images, occluded]).astype(np.float32), e.label,
+            e.output_region[None])
+        _assert_close(y[:, e.label], expected)
+        assert y[0, e.label] == pytest.approx(e.logits[e.label], rel=1e-5)
+        assert probabilities[0, e.label] == pytest.approx(e.probabilities[e.label], rel=1e-5)
+    measured = result.classes[0]
+    assert measured.class_name == "square"
+    assert np.isfinite(measured.faithfulness["gradcam"]) and np.isfinite(
+        measured.deletion["gradcam"])
+    # Randomised weights predict no square: their runs keep the explained region.
+    assert len(measured.sanity) > 0

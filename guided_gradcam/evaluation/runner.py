@@ -18,13 +18,14 @@ import dataclasses
 
 import numpy as np
 
-from guided_gradcam.core.tasks import REGRESSION
+from guided_gradcam.core.tasks import REGRESSION, SEGMENTATION
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import boxes as gt_boxes
 from guided_gradcam.evaluation import deletion_insertion, faithfulness
 from guided_gradcam.evaluation.metric import Photo
 from guided_gradcam.evaluation.metrics import COLUMNS, METRICS, REGISTRY
 from guided_gradcam.explainer import top_classes
+from guided_gradcam.segmentation import ScoredOverRegions
 
 _COLUMN_KEYS = frozenset(column.key for column in COLUMNS)
 
@@ -166,6 +167,8 @@ class Evaluator:
                                               probability))
         if any(metric.counterfactual for metric in self.metrics):  # they rank the pixels
             self._note_zero_maps(result, counterfactuals)
+        if explainer.task == SEGMENTATION:  # occluded, deleted inputs: scored over the region
+            explainer = ScoredOverRegions(explainer, explanations)
         measured = Photo(explainer, self.settings, net_input, network_input, classes,
                          [maps_of(e, cf) for e, cf in zip(explanations, counterfactuals)],
                          result, truth, predicted, {e.label: e.cam for e in explanations})
