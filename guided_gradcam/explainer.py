@@ -335,9 +335,6 @@ class GuidedGradCam:
         cams = {method: [maps.cam] for method, maps in batch["maps"].items()}
         for flip, brightness in smoothing.AUGMENTATIONS[1:]:
             augmented = smoothing.augment(batch["net_input"], flip, brightness)
-            if g.region in feeds:  # a flipped input's region is flipped too
-                feeds = {**feeds, g.region: segmentation.flipped_regions(
-                    batch["regions"], flip)}
             flipped = feeds if g.region not in feeds else {  # a flipped input's region too
                 **feeds, g.region: segmentation.flipped_regions(feeds[g.region], flip)}
             maps = self._maps({g.net_input: augmented}, batch["targets"], counterfactual,

@@ -287,3 +287,19 @@ def test_the_evaluation_scores_each_class_over_its_explained_region(trained):
         measured.deletion["gradcam"])
     # Randomised weights predict no square: their runs keep the explained region.
     assert len(measured.sanity) > 0
+
+
+def test_aug_smooth_flips_the_region_with_the_input(trained):
+    """Smoothing over flips is symmetric: the maps of a flipped image over the flipped box are
+    the flipped maps of the image over the box only if each flipped run's region is flipped
+    too (the box is off-centre: an unflipped region would score other pixels)."""
+    model, _ = trained
+    images, _ = scenes(9, 2)
+    box = (2, 4, 14, 20)
+    flipped_box = (SIZE - box[2], box[1], SIZE - box[0], box[3])
+    with GuidedGradCam(model, aug_smooth=True, methods=("gradcam", "scorecam")) as explainer:
+        plain = explainer.explain(images, SQUARE, region=box)
+        mirrored = explainer.explain(images[:, :, ::-1], SQUARE, region=flipped_box)
+    for a, b in zip(plain, mirrored):
+        for method in ("gradcam", "scorecam"):
+            _assert_close(b.maps(method).lowres[:, ::-1], a.maps(method).lowres, 1e-4)
