@@ -19,54 +19,11 @@ from conftest import run_cli
 from guided_gradcam import GuidedGradCam
 from guided_gradcam.core.tf_eager import eager
 from guided_gradcam.segmentation import EmptyRegionError
+from helpers import SEGMENTATION_SIZE as SIZE, build_and_train_segmentation as build_and_train
+from helpers import scenes
 
-SIZE = 32
 SQUARE, DISC = 1, 2
 NAMES = ("background", "square", "disc")
-
-
-def scenes(seed, count, shapes=(SQUARE, DISC)):
-    """(uint8 images, int labels) of a square (side 7-11) and a disc (radius 4-5) apart."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 90, (count, SIZE, SIZE, 3)).astype(np.uint8)
-    labels = np.zeros((count, SIZE, SIZE), np.int32)
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    for i in range(count):
-        while True:
-            side = rng.integers(7, 12)
-            x0, y0 = rng.integers(0, SIZE - side, 2)
-            radius = rng.integers(4, 6)
-            cx, cy = rng.integers(radius, SIZE - radius, 2)
-            if abs(cx - x0 - side / 2) + abs(cy - y0 - side / 2) > side / 2 + radius + 2:
-                break
-        colour = rng.integers(150, 256, 3)
-        square = (xx >= x0) & (xx < x0 + side) & (yy >= y0) & (yy < y0 + side)
-        disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius * radius
-        for shape, pixels in ((SQUARE, square), (DISC, disc)):
-            if shape in shapes:
-                images[i][pixels], labels[i][pixels] = colour, shape
-    return images, labels
-
-
-def build_and_train():
-    """The encoder-decoder, trained for 25 epochs on 400 scenes (about 10 s on 2 cores)."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    hidden = keras.layers.Rescaling(1 / 255.0)(inputs)
-    for name, filters in (("enc1", 16), ("enc2", 16)):
-        hidden = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
-                                     name=name)(hidden)
-    hidden = keras.layers.MaxPooling2D(2, name="down")(hidden)
-    for name in ("middle", "middle2"):
-        hidden = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name=name)(hidden)
-    hidden = keras.layers.UpSampling2D(2, name="up")(hidden)
-    hidden = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="decoder")(hidden)
-    outputs = keras.layers.Conv2D(3, 1, activation="softmax", name="classes")(hidden)
-    model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    images, labels = scenes(0, 400)
-    model.fit(images.astype(np.float32), labels, epochs=25, batch_size=32, verbose=0)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +260,43 @@ def test_aug_smooth_flips_the_region_with_the_input(trained):
     for a, b in zip(plain, mirrored):
         for method in ("gradcam", "scorecam"):
             _assert_close(b.maps(method).lowres[:, ::-1], a.maps(method).lowres, 1e-4)
+
+
+def test_a_binary_model_explains_its_foreground_and_the_counterfactual(trained):
+    """One sigmoid channel z = z_square − z_background of the trained layers: without a label
+    the foreground (1) over the pixels with z > 0; label 0 explains −z over those with z ≤ 0;
+    the counterfactual Grad-CAM negates the gradient (eager references)."""
+    model, _ = trained
+    with eager():
+        kernel, bias = model.get_layer("classes").get_weights()
+        foreground = keras.layers.Conv2D(1, 1, activation="sigmoid", name="foreground")
+        binary = keras.Model(model.input, foreground(model.get_layer("decoder").output))
+        foreground.set_weights([kernel[..., 1:2] - kernel[..., :1], bias[1:2] - bias[:1]])
+        features = keras.Model(model.input, model.get_layer("decoder").output)
+    images, _ = scenes(10, 3)
+    with GuidedGradCam(binary) as explainer:
+        assert (explainer.task, explainer.pixel_task) == ("segmentation", "binary")
+        explained = {label: explainer.explain(images, label) for label in (None, 0)}
+        counterfactual = explainer.explain(images, counterfactual=True)
+    with eager():
+        with tf2.GradientTape() as tape:
+            activations = features(images.astype(np.float32))
+            tape.watch(activations)
+            z = tf2.nn.conv2d(activations, kernel[..., 1:2] - kernel[..., :1], 1, "VALID")[
+                ..., 0] + bias[1] - bias[0]
+            regions = tf2.cast(z > 0, tf2.float32)
+            y = tf2.reduce_sum(regions * z, axis=[1, 2])
+        grads = tape.gradient(y, activations)
+        z, regions, y = z.numpy(), regions.numpy(), y.numpy()
+        weights = tf2.reduce_mean(grads, axis=[1, 2], keepdims=True)
+        cam = tf2.nn.relu(tf2.reduce_sum(weights * activations, axis=-1)).numpy()
+        against = tf2.nn.relu(-tf2.reduce_sum(weights * activations, axis=-1)).numpy()
+    assert [e.label for e in explained[None]] == [1, 1, 1]
+    _assert_close(np.array([e.logits[1] for e in explained[None]]), y)
+    _assert_close(np.array([e.cam_lowres for e in explained[None]]), cam)
+    _assert_close(np.array([e.cam_lowres for e in counterfactual]), against)
+    background = 1.0 - regions
+    _assert_close(np.array([e.logits[0] for e in explained[0]]),
+                  (background * -z).sum(axis=(1, 2)))
+    for e, region in zip(explained[0], background):
+        np.testing.assert_array_equal(e.output_region, region)
