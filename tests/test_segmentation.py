@@ -228,9 +228,9 @@ def test_the_evaluation_scores_each_class_over_its_explained_region(trained):
         occluded = net_input.copy()
         occluded[0, 8:24, 8:24] = 0.0
         y, probabilities = scorer.forward(np.concatenate([net_input, occluded]))
-        result = Evaluator(explainer, Settings(metrics=("faithfulness", "deletion", "sanity"),
-                                               patch=8, stride=8, step=64)).evaluate(
-            images[0], labels=["square"])
+        result = Evaluator(explainer, Settings(
+            metrics=("faithfulness", "deletion", "sanity", "localisation"), patch=8, stride=8,
+            step=64, tolerance=0.0)).evaluate(images[0], labels=["square"])
     for e in explanations:
         expected, _ = eager_reference(
             model, np.concatenate([images, occluded]).astype(np.float32), e.label,
@@ -244,6 +244,11 @@ def test_the_evaluation_scores_each_class_over_its_explained_region(trained):
         measured.deletion["gradcam"])
     # Randomised weights predict no square: their runs keep the explained region.
     assert len(measured.sanity) > 0
+    # Without VOC boxes, the pointing game is played on the box around the region.
+    peak = np.unravel_index(np.argmax(explanations[0].cam), explanations[0].cam.shape)
+    rows, cols = np.nonzero(explanations[0].region)
+    inside = rows.min() <= peak[0] <= rows.max() and cols.min() <= peak[1] <= cols.max()
+    assert measured.pointing["gradcam"] == inside
 
 
 def test_aug_smooth_flips_the_region_with_the_input(trained):

@@ -22,6 +22,7 @@ from guided_gradcam.core.tasks import REGRESSION, SEGMENTATION
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import boxes as gt_boxes
 from guided_gradcam.evaluation import deletion_insertion, faithfulness
+from guided_gradcam.evaluation.localization import region_truth
 from guided_gradcam.evaluation.metric import Photo
 from guided_gradcam.evaluation.metrics import COLUMNS, METRICS, REGISTRY
 from guided_gradcam.explainer import top_classes
@@ -168,6 +169,8 @@ class Evaluator:
         if any(metric.counterfactual for metric in self.metrics):  # they rank the pixels
             self._note_zero_maps(result, counterfactuals)
         if explainer.task == SEGMENTATION:  # occluded, deleted inputs: scored over the region
+            if truth is None:  # the pointing game on the explained regions' boxes
+                truth, predicted = region_truth(explanations, crop, explainer.input_size), []
             explainer = ScoredOverRegions(explainer, explanations)
         measured = Photo(explainer, self.settings, net_input, network_input, classes,
                          [maps_of(e, cf) for e, cf in zip(explanations, counterfactuals)],
