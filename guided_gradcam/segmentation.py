@@ -178,7 +178,8 @@ class ScoredOverRegions:
         return self._explainer.forward(net_inputs, feeds, class_regions=self.class_regions)
 
     def explain(self, images, labels=None, *args, **kwargs):
-        labels = list(labels) if isinstance(labels, (list, tuple, np.ndarray)) else [labels] * len(images)
+        if not isinstance(labels, (list, tuple, np.ndarray)):
+            labels = [labels] * len(images)
         kwargs.setdefault("mask", [self._input_regions.get(label) for label in labels])
         return self._explainer.explain(images, labels, *args, **kwargs)
 

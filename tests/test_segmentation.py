@@ -305,3 +305,27 @@ def test_a_binary_model_explains_its_foreground_and_the_counterfactual(trained):
                   (background * -z).sum(axis=(1, 2)))
     for e, region in zip(explained[0], background):
         np.testing.assert_array_equal(e.output_region, region)
+
+
+@pytest.mark.parametrize("activation", [None, "sigmoid"])
+def test_raw_and_multilabel_heads_sum_their_scores_over_the_predicted_pixels(trained, activation):
+    """The trained classifier's weights with no activation (raw scores: the argmax predicts)
+    or a sigmoid per class (multi-label: p > 0.5 predicts): y = Σ_R z, z the raw scores."""
+    model, _ = trained
+    with eager():
+        kernel, bias = model.get_layer("classes").get_weights()
+        head = keras.layers.Conv2D(3, 1, activation=activation, name="head")
+        variant = keras.Model(model.input, head(model.get_layer("decoder").output))
+        head.set_weights([kernel, bias])
+        features = keras.Model(model.input, model.get_layer("decoder").output)
+        images, _ = scenes(11, 3)
+        z = (tf2.nn.conv2d(features(images.astype(np.float32)), kernel, 1, "VALID")
+             + bias).numpy()
+    predicted_square = (z[..., SQUARE] > 0 if activation else
+                        np.argmax(z, axis=-1) == SQUARE).astype(np.float32)
+    with GuidedGradCam(variant) as explainer:
+        assert explainer.pixel_task == ("multilabel" if activation else "classification")
+        explanations = explainer.explain(images, SQUARE)
+    for e, region, scores in zip(explanations, predicted_square, z):
+        np.testing.assert_array_equal(e.output_region, region)
+        _assert_close(e.logits[SQUARE], (region * scores[..., SQUARE]).sum())

@@ -45,7 +45,8 @@ def find_head(output):
     if not output.dtype.is_floating or output.shape.ndims not in (1, 2):
         raise GuidedGradCamError(
             "output %s of shape %s is not a score: expected (batch, classes) or, per pixel, "
-            "(batch, height, width, classes) floats; name the scores with --output" % (output.name, output.shape))
+            "(batch, height, width, classes) floats; name the scores with --output"
+            % (output.name, output.shape))
     units = 1 if output.shape.ndims == 1 else output.shape[-1]
     if units is None:
         raise GuidedGradCamError("output %s has an unknown number of classes" % output.name)
