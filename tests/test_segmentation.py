@@ -330,3 +330,49 @@ def test_raw_and_multilabel_heads_sum_their_scores_over_the_predicted_pixels(tra
     for e, region, scores in zip(explanations, predicted_square, z):
         np.testing.assert_array_equal(e.output_region, region)
         _assert_close(e.logits[SQUARE], (region * scores[..., SQUARE]).sum())
+
+
+def test_an_output_at_half_the_input_resolution_takes_the_box_at_pixel_centres(trained, tmp_path):
+    """A head on the 16x16 middle layer: output pixel (i, j) is in the region when the input
+    pixel at its centre, (2i + 1, 2j + 1), is in the box; y = Σ_R z there; the panel renders."""
+    from guided_gradcam.outputs.files import render_outputs
+
+    model, _ = trained
+    with eager():
+        head = keras.layers.Conv2D(3, 1, activation="softmax", name="coarse")
+        coarse = keras.Model(model.input, head(model.get_layer("middle2").output))
+        middle = keras.Model(model.input, model.get_layer("middle2").output)
+        kernel, bias = head.get_weights()
+        images, _ = scenes(13, 2)
+        z = (tf2.nn.conv2d(middle(images.astype(np.float32)), kernel, 1, "VALID")
+             + bias).numpy()
+    box = (3, 6, 18, 25)
+    in_box = np.zeros((SIZE, SIZE), bool)
+    in_box[box[1]:box[3], box[0]:box[2]] = True
+    region = in_box[1::2, 1::2].astype(np.float32)
+    with GuidedGradCam(coarse) as explainer:
+        explanations = explainer.explain(images, 2, region=box)
+    for e, scores in zip(explanations, z):
+        np.testing.assert_array_equal(e.output_region, region)
+        np.testing.assert_array_equal(e.region, in_box)
+        assert e.prediction.shape == (SIZE // 2, SIZE // 2)
+        _assert_close(e.logits[2], (region * scores[..., 2]).sum())
+    panel = render_outputs(explanations[0], images[0], (0, 0, SIZE, SIZE), "disc",
+                           kinds=("panel",))["panel"]
+    assert panel.ndim == 3 and panel.dtype == np.uint8
+
+
+def test_region_flags_need_a_segmentation_model(trained, tmp_path):
+    model, _ = trained
+    with eager():
+        pooled = keras.layers.GlobalAveragePooling2D()(model.get_layer("decoder").output)
+        classifier = keras.Model(model.input, keras.layers.Dense(3, activation="softmax")(pooled))
+        classifier.save(tmp_path / "classifier.keras")
+    image, _ = scenes(14, 1)
+    Image.fromarray(image[0]).save(tmp_path / "scene.png")
+    run = run_cli(["--model", tmp_path / "classifier.keras", "--region", "1,1,9,9", "--image",
+                   tmp_path / "scene.png"], tmp_path / "out")
+    assert run.returncode == 1
+    errors = _error_lines(run)
+    assert len(errors) == 1 and "--region needs a segmentation model" in errors[0], run.stderr
+    assert "task is classification" in errors[0]
