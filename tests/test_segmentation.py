@@ -376,3 +376,20 @@ def test_region_flags_need_a_segmentation_model(trained, tmp_path):
     errors = _error_lines(run)
     assert len(errors) == 1 and "--region needs a segmentation model" in errors[0], run.stderr
     assert "task is classification" in errors[0]
+
+
+def test_default_layer_of_a_head_upsampled_after_its_classifier():
+    """DeepLab's order: 1x1 classifier at low resolution, then a bilinear resize, then softmax:
+    the default layer is still the classifier's input, not its logits."""
+    with eager():
+        keras.utils.set_random_seed(1)
+        inputs = keras.Input((SIZE, SIZE, 3))
+        hidden = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="enc")(inputs)
+        hidden = keras.layers.MaxPooling2D(2)(hidden)
+        hidden = keras.layers.Conv2D(8, 3, padding="same", activation="relu",
+                                     name="features")(hidden)
+        hidden = keras.layers.Conv2D(3, 1, name="logits")(hidden)
+        hidden = keras.layers.UpSampling2D(2, interpolation="bilinear", name="up")(hidden)
+        model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(hidden))
+    with GuidedGradCam(model) as explainer:
+        assert explainer.layer == "features", explainer.layer

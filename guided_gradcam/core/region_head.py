@@ -34,11 +34,15 @@ def default_layer(layers, net_input, head):
     return spatial[-1] if spatial else None
 
 
+RESIZES = ("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea")
+
+
 def classifier_input(scores, net_input):
-    """The 4-D tensor the per-pixel classifier reads: back from the scores through the bias
-    (BiasAdd or Add of a 4-D tensor and a constant) and the convolution."""
+    """The 4-D tensor the per-pixel classifier reads: back from the scores through a resize to
+    the output size (DeepLab's), the bias (BiasAdd or Add of a 4-D tensor and a constant) and
+    the convolution."""
     tensor = scores
-    while tensor is not net_input and tensor.op.type in ("BiasAdd", "Add", "AddV2"):
+    while tensor is not net_input and tensor.op.type in RESIZES + ("BiasAdd", "Add", "AddV2"):
         spatial = [t for t in tensor.op.inputs if t.shape.ndims == 4]
         if len(spatial) != 1:
             return tensor
