@@ -18,7 +18,7 @@ from PIL import Image
 from conftest import run_cli
 from guided_gradcam import GuidedGradCam
 from guided_gradcam.core.tf_eager import eager
-from guided_gradcam.segmentation import EmptyRegionError
+from guided_gradcam import EmptyRegionError
 from helpers import SEGMENTATION_SIZE as SIZE, build_and_train_segmentation as build_and_train
 from helpers import scenes
 
