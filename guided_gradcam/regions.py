@@ -35,10 +35,13 @@ def box_mask(box, height, width):
 
 
 def load_mask(path):
-    """The bool mask of an image file: its non-zero pixels (any channel)."""
+    """The bool mask of an image file: its non-zero pixels (any colour channel; a palette
+    image's non-zero indices)."""
     try:
         with Image.open(path) as image:
-            values = np.asarray(image.convert("L") if image.mode == "P" else image)
+            if image.mode in ("RGBA", "LA", "PA"):  # an opaque alpha would fill the region
+                image = image.convert("RGB" if image.mode == "RGBA" else "L")
+            values = np.asarray(image)  # a palette image's class indices
     except (OSError, ValueError) as error:
         raise GuidedGradCamError("cannot read mask %s: %s" % (path, error)) from None
     return values.any(axis=-1) if values.ndim == 3 else values != 0
@@ -67,8 +70,8 @@ class RegionChoice:
     def __init__(self, box=None, mask=None, note=None):
         if box is not None and mask is not None:
             raise GuidedGradCamError("pass a region or a mask, not both")
-        self.box = None if box is None else (parse_box(box) if isinstance(box, str)
-                                             else tuple(int(v) for v in box))
+        self.box = None if box is None else parse_box(
+            box if isinstance(box, str) else ",".join(str(int(value)) for value in box))
         if isinstance(mask, (str, os.PathLike)):  # a file: read once for every photo
             self.mask_name, self.mask = str(mask), load_mask(mask)
         else:

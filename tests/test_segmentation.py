@@ -393,3 +393,27 @@ def test_default_layer_of_a_head_upsampled_after_its_classifier():
         model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(hidden))
     with GuidedGradCam(model) as explainer:
         assert explainer.layer == "features", explainer.layer
+
+
+def test_mask_files_of_every_mode_and_boxes(tmp_path):
+    """Non-zero pixels are the region: gray, RGB (any channel), RGBA whatever its alpha, a
+    palette image's indices; boxes are checked and clipped to the photo."""
+    from guided_gradcam.errors import GuidedGradCamError
+    from guided_gradcam.regions import RegionChoice, load_mask
+
+    expected = np.zeros((6, 8), bool)
+    expected[1:4, 2:7] = True
+    gray = expected.astype(np.uint8) * 200
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[..., 2] = gray  # blue only
+    rgba = np.concatenate([rgb, np.full((6, 8, 1), 255, np.uint8)], axis=-1)
+    palette = Image.fromarray(expected.astype(np.uint8) * 3, "L").convert("P")
+    for name, image in (("gray", Image.fromarray(gray)), ("rgb", Image.fromarray(rgb)),
+                        ("rgba", Image.fromarray(rgba)), ("palette", palette)):
+        image.save(tmp_path / (name + ".png"))
+        np.testing.assert_array_equal(load_mask(tmp_path / (name + ".png")), expected)
+    clipped = RegionChoice((-5, 4, 3, 99)).photo_mask(6, 8)
+    assert clipped.sum() == 3 * 2 and clipped[4:, :3].all()
+    for bad, message in (((3, 1, 2, 5), "x0 < x1"), ((9, 0, 12, 3), "outside the 8x6 photo")):
+        with pytest.raises(GuidedGradCamError, match=message):
+            RegionChoice(bad).photo_mask(6, 8)
