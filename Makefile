@@ -97,7 +97,7 @@ NUMERICS_TESTS := tests/test_graph.py tests/test_explainer_eager.py tests/method
   tests/zoo/test_mobilenet_v1.py tests/zoo/test_keras_mobilenet.py tests/zoo/test_networks.py \
   tests/evaluation/test_runner.py tests/evaluation/test_runner_models.py \
   tests/evaluation/test_randomisation.py tests/cli/test_pipeline.py tests/cli/test_explain.py \
-  tests/outputs/test_figures.py
+  tests/outputs/test_figures.py tests/test_segmentation.py
 test-other-kernels: checkpoint
 	$(SINGLE_THREADED_TF) $(PY) -m pytest -q $(NUMERICS_TESTS)
 

@@ -9,6 +9,7 @@ _EXPORTS = {
     "GuidedGradCam": "guided_gradcam.explainer",
     "Explanation": "guided_gradcam.explainer",
     "GuidedGradCamError": "guided_gradcam.errors",
+    "EmptyRegionError": "guided_gradcam.segmentation",
     "NETWORKS": "guided_gradcam.zoo.networks",
     "load_photo": "guided_gradcam.images",
     "fit_to_network": "guided_gradcam.images",

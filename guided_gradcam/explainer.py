@@ -14,7 +14,7 @@ quiet_tensorflow_import()  # the API is as quiet as the CLI, also imported direc
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-from guided_gradcam import forward_passes, smoothing
+from guided_gradcam import forward_passes, segmentation, smoothing
 from guided_gradcam.core import heads
 from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.methods import GRADCAM, REGISTRY, parse_methods
@@ -22,6 +22,7 @@ from guided_gradcam.methods.base import MASKED_INPUTS
 from guided_gradcam.methods.scorecam import DEFAULT_CHANNELS
 from guided_gradcam.graph import PREDICTED_CLASS, MethodMaps, build_explanation_graph
 from guided_gradcam.images import fit_to_network
+from guided_gradcam.regions import RegionChoice
 from guided_gradcam.labels import LabelSpace, read_labels_file, read_synsets
 from guided_gradcam.zoo.networks import DEFAULT_NETWORK
 from guided_gradcam.sources import open_source
@@ -67,6 +68,13 @@ class Explanation:
     # {method: MethodMaps(lowres, cam, guided)} of the requested Grad-CAM family members;
     # gradcam's are cam_lowres, cam and guided_gradcam
     methods: dict = dataclasses.field(default_factory=dict, repr=False)
+    # Segmentation (else None): logits and probabilities are each class's Σ_R z and mean
+    # probability over the region R; the region (bool (H, W) at the input size), the predicted
+    # class per output pixel, R's share of the output and R itself at the output's resolution.
+    region: np.ndarray = dataclasses.field(default=None, repr=False)
+    prediction: np.ndarray = dataclasses.field(default=None, repr=False)
+    region_area: float = None
+    output_region: np.ndarray = dataclasses.field(default=None, repr=False)
 
     def __repr__(self):
         score = ("y=%.4g" % self.value if self.task == heads.REGRESSION
@@ -101,6 +109,8 @@ class Explanation:
             "task": np.str_(self.task),
             **{key: array for method, maps in self.methods.items()
                for key, array in zip(REGISTRY[method].npz_keys, maps)},
+            **({} if self.region is None else {"region": self.region,
+                                               "prediction": self.prediction}),
         }
 
     def maps(self, method=GRADCAM):
@@ -181,6 +191,7 @@ class GuidedGradCam:
         self.eigen_smooth = self._graph.eigen_smooth
         g = self._graph
         self.task = g.head.task
+        self.pixel_task = g.head.pixel_task  # segmentation: each pixel's task
         num_scores = g.head.scores.shape[-1]
         explainable = g.head.explained.shape[-1]
         classes = explainable - g.background_logits
@@ -211,7 +222,8 @@ class GuidedGradCam:
         return getattr(self.source, "spec", None)
 
     # -- running ------------------------------------------------------------------------------
-    def explain(self, images, labels=None, counterfactual=False, methods=None, *, feeds=None):
+    def explain(self, images, labels=None, counterfactual=False, methods=None, *, feeds=None,
+                region=None, mask=None, background=None):
         """Explains a batch of network inputs (uint8 (B, H, W, C)) in one session run.
 
         labels: None (each image's top-1 class), one label for all images, or one per image
@@ -220,30 +232,61 @@ class GuidedGradCam:
         (`guided_gradcam.methods.METHODS`); default: the explainer's `methods`.
         feeds: extra {tensor: value} for this run, e.g. randomised weights
         (`evaluation.randomisation`).
+        Segmentation models (`segmentation`): y^c sums class c's per-pixel scores over a region:
+        `region` a box (x0, y0, x1, y1) in input pixels or `mask` an (H, W) array (non-zero: in
+        the region), one for all images or a list of one per image; default: the pixels
+        predicted as c. Without a label, c is the class of the largest predicted area, leaving
+        out class `background`. Images with an empty region raise `EmptyRegionError`.
         """
         methods = parse_methods(methods or self.methods)
         images = self._checked_images(images)
         g = self._graph
         counterfactual = bool(counterfactual)
         feeds = {**g.model.feeds, **(feeds or {})}
-        batch = self._maps({g.images: images}, self._logit_indices(labels, len(images)),
-                           counterfactual, methods, feeds)
+        labels = self._logit_indices(labels, len(images))
+        targeted = None
+        if g.region is not None:  # the class and its region need the prediction first
+            targeted = self._region_targets(images, labels, region, mask, background, feeds)
+            labels, feeds = targeted.labels, {**feeds, g.region: targeted.regions}
+        elif region is not None or mask is not None:
+            raise GuidedGradCamError("a region or mask needs a segmentation model, whose output "
+                                     "is (batch, height, width, classes)")
+        batch = self._maps({g.images: images}, labels, counterfactual, methods, feeds)
         if self.aug_smooth:
             batch["maps"] = self._augmentation_smoothed(batch, counterfactual, methods, feeds)
         targets, scores, gbp, maps = batch["targets"], batch["scores"], batch["gbp"], batch["maps"]
         cam_lowres, cam, guided = maps[GRADCAM]
         offset = self.labels.offset
-        probabilities = probabilities_of(self.task, scores, offset)
+        if targeted is None:
+            logits, probabilities = scores[:, offset:], probabilities_of(self.task, scores, offset)
+        else:  # each class's Σ_R z and mean probability over the region
+            logits = segmentation.region_scores(scores, self.pixel_task, targeted.regions)
+            probabilities = targeted.probabilities
         return [
             Explanation(
-                label=int(targets[b]) - offset, logits=scores[b, offset:],
+                label=int(targets[b]) - offset, logits=logits[b],
                 probabilities=None if probabilities is None else probabilities[b],
                 cam_lowres=cam_lowres[b], cam=cam[b], gbp=gbp[b], guided_gradcam=guided[b],
                 image=images[b], counterfactual=bool(counterfactual), task=self.task,
                 class_names=self._short_names,
-                methods={method: MethodMaps(*(m[b] for m in maps[method])) for method in methods})
+                methods={method: MethodMaps(*(m[b] for m in maps[method])) for method in methods},
+                **segmentation.explanation_fields(targeted, b))
             for b in range(len(images))
         ]
+
+    def _region_targets(self, images, labels, region, mask, background, feeds):
+        """The segmentation.RegionTargets of a batch, from one forward pass."""
+        g = self._graph
+        masks = segmentation.input_masks(len(images), self.input_size, region, mask)
+        scores = self._run(g.logits, {g.images: images, **feeds})
+        return segmentation.choose_targets(
+            self.pixel_probabilities(scores), self.pixel_task, labels, masks, self.input_size,
+            None if background is None else self.labels.resolve(background), self.labels.name)
+
+    def pixel_probabilities(self, scores):
+        """A segmentation model's [B, H', W', K] probabilities of its raw scores [B, H', W', C]."""
+        flat = probabilities_of(self.pixel_task, scores.reshape(-1, scores.shape[-1]))
+        return flat.reshape(scores.shape[:3] + flat.shape[-1:])
 
     def _maps(self, inputs, labels, counterfactual, methods, feeds):
         """One batch's {targets, scores, gbp, net_input, maps: {method: MethodMaps of [B, ...]
@@ -271,13 +314,17 @@ class GuidedGradCam:
         g = self._graph
         arguments = (self._run, g, batch["net_input"], batch["activations"], batch["targets"],
                      self.batch_size)
+        # A segmentation image's passes are scored over its own region, the main run's.
+        image_feeds = {g.region: feeds[g.region]} if g.region in feeds else {}
+        feeds = {tensor: value for tensor, value in feeds.items() if tensor not in image_feeds}
         if method.needs == MASKED_INPUTS:
             scores = forward_passes.masked_input_scores(
                 *arguments, channels=self.score_cam_channels, feeds=feeds,
-                progress=self._progress)
+                progress=self._progress, image_feeds=image_feeds)
         else:
             scores = forward_passes.ablated_scores(*arguments, feeds=feeds,
-                                                   progress=self._progress)
+                                                   progress=self._progress,
+                                                   image_feeds=image_feeds)
         self.images_run += int(np.isfinite(scores).sum())  # one pass per evaluated channel
         weights = method.score_weights(scores, batch["target_scores"], counterfactual)
         return MethodMaps(*self._run(tuple(g.weighted), {
@@ -292,8 +339,10 @@ class GuidedGradCam:
         cams = {method: [maps.cam] for method, maps in batch["maps"].items()}
         for flip, brightness in smoothing.AUGMENTATIONS[1:]:
             augmented = smoothing.augment(batch["net_input"], flip, brightness)
+            flipped = feeds if g.region not in feeds else {  # a flipped input's region too
+                **feeds, g.region: segmentation.flipped_regions(feeds[g.region], flip)}
             maps = self._maps({g.net_input: augmented}, batch["targets"], counterfactual,
-                              methods, feeds)["maps"]
+                              methods, flipped)["maps"]
             for method, (method_lowres, method_cam, _) in maps.items():
                 lowres[method].append(smoothing.restore(method_lowres, flip))
                 cams[method].append(smoothing.restore(method_cam, flip))
@@ -306,16 +355,21 @@ class GuidedGradCam:
         g = self._graph
         return self._run(g.net_input, {g.images: self._checked_images(images)})
 
-    def forward(self, net_inputs, feeds=None):
+    def forward(self, net_inputs, feeds=None, class_regions=None):
         """(y, probabilities) of preprocessed inputs (`network_inputs`, modified), one column
         per class (a background logit left out): y^c, the score each map explains (before
         softmax / sigmoid; binary: [−z, z]), and the probabilities `Explanation` reports (None
-        for regression). Nothing but the forward pass runs."""
+        for regression). Nothing but the forward pass runs. Segmentation: class c's y = Σ_R z^c
+        and mean probability over its region `class_regions[c]` ({class: (H', W')} at the
+        output's resolution: an explanation's `output_region`), else over the whole output."""
         g = self._graph
-        explained, scores = self._run(
-            [g.head.explained, g.logits],
-            {g.net_input: net_inputs, **g.model.feeds, **(feeds or {})})
+        feed = {g.net_input: net_inputs, **g.model.feeds, **(feeds or {})}
         self.images_run += len(net_inputs)
+        if g.region is not None:
+            scores = self._run(g.logits, feed)
+            return segmentation.scores_over_class_regions(
+                scores, self.pixel_probabilities(scores), self.pixel_task, class_regions)
+        explained, scores = self._run([g.head.explained, g.logits], feed)
         offset = self.labels.offset
         return explained[:, offset:], probabilities_of(self.task, scores, offset)
 
@@ -345,10 +399,22 @@ class GuidedGradCam:
         gray (H, W, 1) for a 1-channel model."""
         return fit_to_network(photo, *self.input_size, channels=self.channels)
 
-    def explain_photos(self, photos, labels=None, counterfactual=False, methods=None):
-        """Like `explain`, for photos of any size (uint8 (H, W, 3) each)."""
-        inputs = np.stack([self.fit(photo)[0] for photo in photos])
-        return self.explain(inputs, labels, counterfactual, methods)
+    def explain_photos(self, photos, labels=None, counterfactual=False, methods=None, *,
+                       region=None, mask=None, background=None):
+        """Like `explain`, for photos of any size (uint8 (H, W, 3) each); a segmentation
+        model's `region` box and `mask` (an array or an image file) are in photo pixels, the
+        same for every photo, taken through its crop and resize (`regions.RegionChoice`)."""
+        fitted = [self.fit(photo) for photo in photos]
+        choice = RegionChoice(region, mask, note=self._note)
+        masks = [choice.input_mask(np.shape(photo), box, self.input_size)
+                 for photo, (_, box) in zip(photos, fitted)] if choice else None
+        return self.explain(np.stack([network_input for network_input, _ in fitted]), labels,
+                            counterfactual, methods, mask=masks, background=background)
+
+    def _note(self, message):
+        if self._progress is not None:
+            self._progress.write("note: %s\n" % message)
+            self._progress.flush()
 
     def _logit_indices(self, labels, batch_size):
         if labels is None or isinstance(labels, (str, int, np.integer)):

@@ -40,16 +40,22 @@ def _pairs(channel_lists):
     return images.astype(int), np.concatenate(channel_lists).astype(int)
 
 
+def _rows(image_feeds, images):
+    """Per-image feeds for the passes of `images` (one row each)."""
+    return {tensor: values[images] for tensor, values in (image_feeds or {}).items()}
+
+
 def _chunks(count, batch_size):
     return (slice(start, min(start + batch_size, count))
             for start in range(0, count, batch_size))
 
 
 def masked_input_scores(run, graph, net_inputs, activations, targets, batch_size, channels=None,
-                        feeds=None, progress=None):
+                        feeds=None, progress=None, image_feeds=None):
     """Score-CAM's s [B, K]: y^c of each preprocessed input [B, H, W, C] masked by each of its
     chosen channels' normalised maps (`scorecam.chosen_channels`; NaN for the others).
-    targets: the explained column of `graph.head.explained` per image."""
+    targets: the explained column of `graph.head.explained` per image; image_feeds: {tensor:
+    [B, ...] values} fed per pass with its image's row (a segmentation image's region)."""
     height, width = net_inputs.shape[1:3]
     chosen = [scorecam.chosen_channels(a, channels) for a in activations]
     image_of, channel_of = _pairs(chosen)
@@ -59,14 +65,15 @@ def masked_input_scores(run, graph, net_inputs, activations, targets, batch_size
         images, channel = image_of[chunk], channel_of[chunk]
         masks = scorecam.channel_masks(activations[images, :, :, channel], height, width)
         explained = run(graph.head.explained, {
-            graph.net_input: net_inputs[images] * masks[..., None], **(feeds or {})})
+            graph.net_input: net_inputs[images] * masks[..., None], **(feeds or {}),
+            **_rows(image_feeds, images)})
         scores[images, channel] = explained[np.arange(len(images)), targets[images]]
         report.update(chunk.stop)
     return scores
 
 
 def ablated_scores(run, graph, net_inputs, activations, targets, batch_size, feeds=None,
-                   progress=None):
+                   progress=None, image_feeds=None):
     """Ablation-CAM's y^c_k [B, K]: the score with channel k of the image's A set to zero, the
     ablated A fed in place of the layer's output, so that only the tail runs (the input too,
     only where the tail reads it beside A)."""
@@ -85,7 +92,7 @@ def ablated_scores(run, graph, net_inputs, activations, targets, batch_size, fee
             ablated = activations[images]  # a copy: fancy indexing
         ablated[rows, :, :, channel] = 0.0
         previous = images, channel
-        feed = {graph.activations: ablated, **(feeds or {})}
+        feed = {graph.activations: ablated, **(feeds or {}), **_rows(image_feeds, images)}
         if graph.tail_reads_input:
             feed[graph.net_input] = net_inputs[images]
         explained = run(graph.head.explained, feed)

@@ -20,7 +20,8 @@ from guided_gradcam.methods.base import combine
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.core.graph_paths import ancestor_ops, ops_between, reads
 from guided_gradcam.core.guided_relu import OVERRIDE_MAP, guided_override, plain_gradients
-from guided_gradcam.core.heads import Head, find_head
+from guided_gradcam.core import region_head
+from guided_gradcam.core.heads import SEGMENTATION, Head, find_head
 from guided_gradcam.sources.base import PlacedModel
 from guided_gradcam.core.tensor_names import select_layer
 
@@ -54,6 +55,7 @@ class ExplanationGraph:
     tail_reads_input: bool  # the scores read the input beside A (a skip around the layer)
     eigen_smooth: bool  # every map is the first principal component of w ⊙ A, not its sum
     unguided: dict  # {activation: count}: what GBP passes with its ordinary gradient
+    region: tf.Tensor = None  # segmentation: float32 [B, H', W'] fed with each image's region
 
 
 class MethodMaps(collections.namedtuple("MethodMaps", "lowres cam guided")):
@@ -148,6 +150,10 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         with guided_override(graph):
             model = source.place(net_input)
         head = find_head(model.output)
+        region = None
+        if head.task == SEGMENTATION:  # y^c: the pixels' scores summed over a fed region
+            head, region = region_head.sum_over_region(head)
+            layer = layer or region_head.default_layer(model.layers, net_input, head)
         layer, activations = select_layer(model, graph, layer)
         path = ops_between(net_input, head.scores)
         unguided = {**activations_report.ordinary_activations(path),
@@ -183,7 +189,7 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         eigen_smooth=bool(eigen_smooth),
         cam_lowres=gradcam.lowres, cam=gradcam.cam, gbp=gbp, guided_gradcam=gradcam.guided,
         layer=layer, layer_names=tuple(model.layers), head=head, model=model,
-        unguided=unguided, methods=methods, background_logits=background)
+        unguided=unguided, methods=methods, background_logits=background, region=region)
 
 
 def _check_all_placeholders_fed(fetches, ours, feeds, scope):

@@ -14,12 +14,13 @@ from absl import flags
 
 from guided_gradcam.cli import common
 from guided_gradcam.cli.common import describe_flag, print_error
-from guided_gradcam.core.tasks import CLASSIFICATION, REGRESSION
+from guided_gradcam.core.tasks import CLASSIFICATION, REGRESSION, SEGMENTATION
 from guided_gradcam.core.tf_startup import import_tensorflow_quietly
 from guided_gradcam.errors import GuidedGradCamError, parse_choices
 from guided_gradcam.methods import GRADCAM, REGISTRY
 from guided_gradcam.methods.scorecam import DEFAULT_CHANNELS
 from guided_gradcam.outputs.files import OUTPUT_KINDS
+from guided_gradcam.regions import RegionChoice, parse_box
 from guided_gradcam.zoo.networks import DEFAULT_NETWORK, NETWORKS
 
 if __name__ == "__main__":
@@ -90,6 +91,14 @@ flags.DEFINE_boolean("aug_smooth", False, "Average every map over the input flip
                      "times brightness 1.0, 1.1, 0.9 (6x the work).")
 flags.DEFINE_boolean("eigen_smooth", False, "Every map from the first principal component of "
                      "the weighted activations instead of their sum.")
+flags.DEFINE_string("region", None, "Segmentation models: explain the class over this box, "
+                    "x0,y0,x1,y1 in photo pixels (right and bottom exclusive). Default: the "
+                    "pixels predicted as the class.")
+flags.DEFINE_string("mask", None, "Segmentation models: explain the class over this mask "
+                    "image's non-zero pixels (resized to the photo if its size differs).")
+flags.DEFINE_string("background", None, "Segmentation models: a class (index or name) never "
+                    "chosen as the class of the largest predicted area when --label is not "
+                    "given.")
 FLAGS = flags.FLAGS
 
 
@@ -137,7 +146,12 @@ class ResultPrinter:
 
     def __call__(self, job, explanation, labels):
         mode = "counterfactual " if explanation.counterfactual else ""
-        if explanation.task == REGRESSION:
+        if explanation.task == SEGMENTATION:  # one line per (image, class): its region
+            print("%s: region %.1f %% of the output, mean p(%s) %.3f; explained %s%s (%d)" % (
+                job.path, 100 * explanation.region_area, labels.name(explanation.label),
+                explanation.probabilities[explanation.label], mode,
+                labels.name(explanation.label), explanation.label), flush=True)
+        elif explanation.task == REGRESSION:
             print("%s: y = %.6g; explained %s%s" % (job.path, explanation.value, mode,
                                                     "-y" if explanation.counterfactual else "y"),
                   flush=True)
@@ -235,6 +249,12 @@ def check_model_flags():
 
     input_size = parse_input_size(FLAGS.input_size)
     _feeds(FLAGS.feed)
+    if FLAGS.region is not None and FLAGS.mask is not None:
+        raise GuidedGradCamError("pass --region or --mask, not both")
+    if FLAGS.region is not None:
+        parse_box(FLAGS.region)
+    if FLAGS.mask is not None and not os.path.isfile(FLAGS.mask):
+        raise GuidedGradCamError("mask %s does not exist" % FLAGS.mask)
     if FLAGS.preprocess is not None:
         get_preprocessing(FLAGS.preprocess)
     if FLAGS.model is None:
@@ -250,6 +270,23 @@ def check_model_flags():
         print("note: %s is also a built-in network's name; --model uses the path (--network %s "
               "for the network)" % (FLAGS.model, FLAGS.model), file=sys.stderr, flush=True)
     return None
+
+
+def region_flags(explainer):
+    """(RegionChoice or None, background class or None) of --region, --mask, --background."""
+    if explainer.task != SEGMENTATION:
+        given = [flag for flag in ("region", "mask", "background") if FLAGS[flag].value]
+        if given:
+            raise GuidedGradCamError("%s need%s a segmentation model (output (batch, height, "
+                                     "width, classes)); this one's task is %s" % (
+                                         ", ".join("--" + flag for flag in given),
+                                         "s" if len(given) == 1 else "", explainer.task))
+        return None, None
+    background = (None if FLAGS.background is None
+                  else explainer.labels.resolve(FLAGS.background))
+    choice = RegionChoice(FLAGS.region, FLAGS.mask,
+                          note=lambda message: print("note: %s" % message, flush=True))
+    return (choice if choice else None), background
 
 
 def open_explainer(methods):
@@ -333,13 +370,15 @@ def main(argv):
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
                 jobs = _plan(paths, labels, kinds, methods)
             print_run_header(explainer)
+            regions, background = region_flags(explainer)
             if jobs:
                 with RunIndex(FLAGS.output_dir) as index:  # index.csv rows, then index.html
                     failures = run_jobs(
                         explainer, jobs, FLAGS.output_dir, FLAGS.batch_size, FLAGS.counterfactual,
                         kinds, report=ResultPrinter(explainer.layer),
                         error=print_error, index=index,
-                        progress=Progress(len(jobs)) if len(jobs) > 1 else None)
+                        progress=Progress(len(jobs)) if len(jobs) > 1 else None,
+                        regions=regions, background=background)
                 print_written(jobs, failures, kinds, methods)
     except GuidedGradCamError as error:
         print_error(error)

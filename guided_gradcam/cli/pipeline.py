@@ -16,6 +16,7 @@ import time
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.images import load_photo
 from guided_gradcam.outputs.files import OUTPUT_KINDS, output_paths, save_outputs
+from guided_gradcam.segmentation import EmptyRegionError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,10 +118,15 @@ class Progress:
         self.stream.flush()
 
 
-def _decode(explainer, job):
+def _decode(explainer, job, regions=None):
+    """(photo, box, network input, the region's mask at the input size or None)."""
     photo = load_photo(job.path, explainer.input_size)  # a huge JPEG decodes reduced
     network_input, box = explainer.fit(photo)
-    return photo, box, network_input
+    try:
+        mask = regions.input_mask(photo.shape, box, explainer.input_size) if regions else None
+    except GuidedGradCamError as error:  # a region outside this photo costs it alone
+        raise GuidedGradCamError("%s: %s" % (job.path, error)) from None
+    return photo, box, network_input, mask
 
 
 class _Writing:
@@ -129,10 +135,11 @@ class _Writing:
     waiting; failures counted, each reported once."""
 
     def __init__(self, explainer, writer, output_dir, counterfactual, kinds, report, error,
-                 index, max_pending):
+                 index, max_pending, segmentation=None):
         self.explainer, self.writer, self.output_dir = explainer, writer, output_dir
         self.counterfactual, self.kinds, self.report = counterfactual, kinds, report
         self.error, self.index, self.max_pending = error, index, max_pending
+        self.segmentation = segmentation  # {background: class or None}: a segmentation model's
         self.failures = 0
         self.pending = collections.deque()
 
@@ -160,10 +167,8 @@ class _Writing:
     def explain_and_submit(self, decoded):
         explainer = self.explainer
         wanted = [(item, target) for item in decoded for target in item[0].targets]
-        explanations = explainer.explain(
-            [item[3] for item, _ in wanted], [target.label for _, target in wanted],
-            counterfactual=self.counterfactual)
-        for ((job, photo, box, _), target), explanation in zip(wanted, explanations):
+        wanted, explanations = self.explain(wanted)
+        for ((job, photo, box, *_), target), explanation in zip(wanted, explanations):
             name = explainer.labels.name(explanation.label)
             self.report(job, explanation, explainer.labels)
             stem = job.stem + target.suffix
@@ -177,9 +182,31 @@ class _Writing:
                 self.finish_oldest()
 
 
+    def explain(self, wanted):
+        """(wanted, their explanations); a segmentation image with an empty region is
+        reported, counted once and left out, the others explained again without it."""
+        while wanted:
+            extra = {} if self.segmentation is None else dict(
+                mask=[item[4] for item, _ in wanted], **self.segmentation)
+            try:
+                return wanted, self.explainer.explain(
+                    [item[3] for item, _ in wanted], [target.label for _, target in wanted],
+                    counterfactual=self.counterfactual, **extra)
+            except EmptyRegionError as empty:
+                failed = {wanted[index][0][0].path: (wanted[index][0][0], message)
+                          for index, message in empty.problems.items()}
+                for job, message in failed.values():
+                    self.error("%s: %s" % (job.path, message))
+                    self.failures += 1
+                    if self.index is not None:
+                        self.index.failed(job.path, job.stem, message)
+                wanted = [(item, target) for item, target in wanted if item[0].path not in failed]
+        return [], []
+
+
 def run_jobs(explainer, jobs, output_dir, batch_size=16, counterfactual=False,
              kinds=OUTPUT_KINDS, report=print, error=None, progress=None,
-             workers=None, max_pending=None, index=None):
+             workers=None, max_pending=None, index=None, regions=None, background=None):
     """Explains each job's targets (all of a batch's in one session run) and writes their
     files; returns the number of jobs that failed. `index` (a `run_index.RunIndex`) records
     each explanation as its files are written, and each input that failed.
@@ -187,6 +214,8 @@ def run_jobs(explainer, jobs, output_dir, batch_size=16, counterfactual=False,
     Rendering and PNG encoding cost more CPU than the session run itself, so they get one
     writer thread per core (PIL and zlib release the GIL); the session's own threads share
     the cores with them. The next batch is decoded while the current one runs.
+    A segmentation model's region is `regions` (a `regions.RegionChoice`, in photo pixels)
+    or each class's predicted pixels; `background` is left out of the largest-area choice.
     """
     error = error or (lambda message: print("error: %s" % message, file=sys.stderr))
     workers = workers or max(1, os.cpu_count() or 1)
@@ -195,10 +224,11 @@ def run_jobs(explainer, jobs, output_dir, batch_size=16, counterfactual=False,
     with concurrent.futures.ThreadPoolExecutor(workers) as decoders, \
             concurrent.futures.ThreadPoolExecutor(workers) as writer:
         run = _Writing(explainer, writer, output_dir, counterfactual, kinds, report, error,
-                       index, max_pending or batch_size)
+                       index, max_pending or batch_size,
+                       None if explainer.graph.region is None else {"background": background})
 
         def submit(batch):
-            return [(job, decoders.submit(_decode, explainer, job)) for job in batch]
+            return [(job, decoders.submit(_decode, explainer, job, regions)) for job in batch]
 
         ahead = submit(batches[0]) if batches else []
         for number in range(len(batches)):

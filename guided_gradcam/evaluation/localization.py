@@ -123,3 +123,22 @@ def box_to_photo(box, crop_box, input_size):
     return (scale(left, crop_left, crop_width, width), scale(top, crop_top, crop_height, height),
             scale(right, crop_left, crop_width, width),
             scale(bottom, crop_top, crop_height, height))
+
+
+def mask_box(mask):
+    """The bounding box (left, top, right, bottom) of a mask's True pixels; None when none."""
+    rows, cols = np.nonzero(np.asarray(mask))
+    if not len(rows):
+        return None
+    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
+
+
+def region_truth(explanations, crop_box, input_size):
+    """A segmentation photo's ground truth without VOC boxes: ({class: (the box around the
+    region it was explained on, in photo pixels,)}, {}), as `boxes.ground_truth` gives."""
+    truth = {}
+    for explanation in explanations:
+        box = mask_box(explanation.region)
+        if box is not None:
+            truth[explanation.label] = (box_to_photo(box, crop_box, input_size),)
+    return truth, {}

@@ -18,15 +18,17 @@ import dataclasses
 
 import numpy as np
 
-from guided_gradcam.core.tasks import REGRESSION
+from guided_gradcam.core.tasks import REGRESSION, SEGMENTATION
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import boxes as gt_boxes
 from guided_gradcam.evaluation import deletion_insertion, faithfulness, ilsvrc
+from guided_gradcam.evaluation.localization import region_truth
 from guided_gradcam.evaluation.metric import Photo
 from guided_gradcam.evaluation.metrics import METRICS, REGISTRY
 # The results are defined apart (no TensorFlow), for reading them back from the CSV files.
 from guided_gradcam.evaluation.results import ClassResult, PhotoResult  # noqa: F401
 from guided_gradcam.explainer import top_classes
+from guided_gradcam.segmentation import ScoredOverRegions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +132,10 @@ class Evaluator:
                                               probability))
         if any(metric.counterfactual for metric in self.metrics):  # they rank the pixels
             self._note_zero_maps(result, counterfactuals)
+        if explainer.task == SEGMENTATION:  # occluded, deleted inputs: scored over the region
+            if truth is None:  # the pointing game on the explained regions' boxes
+                truth, predicted = region_truth(explanations, crop, explainer.input_size), []
+            explainer = ScoredOverRegions(explainer, explanations)
         measured = Photo(explainer, self.settings, net_input, network_input, classes,
                          [maps_of(e, cf) for e, cf in zip(explanations, counterfactuals)],
                          result, truth, predicted, {e.label: e.cam for e in explanations})

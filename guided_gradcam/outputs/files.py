@@ -6,6 +6,7 @@ from PIL import Image
 
 from guided_gradcam.core.tasks import REGRESSION
 from guided_gradcam.outputs import rendering
+from guided_gradcam.outputs.region_tiles import region_tiles
 from guided_gradcam.methods import GRADCAM, TITLES
 
 OUTPUT_KINDS = ("png", "npz", "panel")
@@ -58,6 +59,8 @@ def render_outputs(explanation, photo, box, class_name, kinds=OUTPUT_KINDS):
     if "panel" in kinds:
         original = rendering.upscale(_rgb(explanation.image), scale, Image.BILINEAR)
         tiles = [("Original", original), ("Guided Backprop", gbp)]
+        if explanation.region is not None:  # segmentation: the region and the prediction
+            tiles[:1] = region_tiles(explanation, original)
         for method in shown:
             cam = maps[method][1]
             if scale > 1:  # nearest neighbour: each map value a scale x scale block

@@ -24,8 +24,10 @@ from guided_gradcam.outputs.run_index_page import PAGE
 CSV_NAME, HTML_NAME = "index.csv", "index.html"
 # A regression model has no classes: its rows leave class_index, class_name, probability and
 # top5 empty and give y in `value`. `files` are names in the output folder, joined by ';'.
+# A segmentation model's row is one (image, class): instead of a top-5, the share of the output
+# its region covers (`region_area`, 0..1), and `probability` is the class's mean over it.
 COLUMNS = ("input", "stem", "task", "class_index", "class_name", "probability", "value", "top5",
-           "counterfactual", "files", "error")
+           "counterfactual", "files", "error", "region_area")
 
 
 def explanation_row(input_path, stem, explanation, labels):
@@ -35,6 +37,10 @@ def explanation_row(input_path, stem, explanation, labels):
                counterfactual="true" if explanation.counterfactual else "false")
     if explanation.probabilities is None:
         row["value"] = "%.7g" % explanation.value
+    elif explanation.region_area is not None:
+        row.update(class_index=explanation.label, class_name=labels.name(explanation.label),
+                   probability="%.7g" % explanation.probabilities[explanation.label],
+                   region_area="%.7g" % explanation.region_area)
     else:
         row.update(class_index=explanation.label, class_name=labels.name(explanation.label),
                    probability="%.7g" % explanation.probabilities[explanation.label],

@@ -29,7 +29,7 @@ from guided_gradcam.outputs.run_index import (
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = ("input,stem,task,class_index,class_name,probability,value,top5,counterfactual,files,"
-          "error\n")
+          "error,region_area\n")
 
 
 def read_rows(folder):
