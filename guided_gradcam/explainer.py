@@ -17,6 +17,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from guided_gradcam.core import heads
 from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.methods import GRADCAM, REGISTRY, parse_methods
+from guided_gradcam.methods.base import ATTENTION
 from guided_gradcam.graph import PREDICTED_CLASS, MethodMaps, build_explanation_graph
 from guided_gradcam.images import fit_to_network
 from guided_gradcam.labels import LabelSpace, read_labels_file
@@ -147,13 +148,15 @@ class GuidedGradCam:
     'imagenet'; methods: the Grad-CAM family members `explain` computes by default.
     trust_model: run a model that would do more than compute (file or Python ops, Keras
     `Lambda` layers), which is refused by default (`model_safety`): a model file is a program.
+    tokens, grid: a token layer's leading tokens T and patch grid (h, w), where the model
+    cannot tell them (`core.tokens`; a transformer's layers are found and shaped without).
     """
 
     def __init__(self, model=DEFAULT_NETWORK, checkpoint=None, layer=None,
                  checkpoints_dir=None, download=True,
                  input_size=None, progress=sys.stderr, *, input=None, output=None, feeds=None,
                  signature=None, preprocess=None, labels_file=None, methods=("gradcam",),
-                 trust_model=False):
+                 trust_model=False, tokens=None, grid=None):
         self.methods = parse_methods(methods)  # explain's default
         self.trust_model = bool(trust_model)
         self.source = open_source(
@@ -162,7 +165,8 @@ class GuidedGradCam:
             preprocess=preprocess, input_size=input_size, trust_model=trust_model)
         # ImageNet's names for a model only when asked; with 1001 scores, logit 0 is background.
         self._graph = build_explanation_graph(self.source, layer, input_size,
-                                              imagenet_background=labels_file == "imagenet")
+                                              imagenet_background=labels_file == "imagenet",
+                                              tokens=tokens, grid=grid)
         g = self._graph
         self.task = g.head.task
         num_scores = g.head.scores.shape[-1]
@@ -179,10 +183,12 @@ class GuidedGradCam:
         self.num_scores = num_scores
         self.checkpoint = getattr(self.source, "checkpoint", None)
         self.layer = g.layer
+        self.layer_description = g.layer_description  # with a token layer's T and grid
         self.layer_names = g.layer_names
         self.unguided_activations = dict(g.unguided)  # {activation: count} GBP passes as is
         self.input_size = tuple(g.images.shape.as_list()[1:3])
         self.channels = g.images.shape.as_list()[3]
+        self._stacks_of(self.methods)  # an attention method of a model without: one line now
         self._session = tf.Session(graph=g.graph, config=session_config())
         g.model.restore(self._session)
         g.graph.finalize()  # nothing may add ops per batch
@@ -214,14 +220,20 @@ class GuidedGradCam:
             **(feeds or {}),
         }
         fetches = [g.targets, g.logits, g.cam_lowres, g.cam, g.gbp, g.guided_gradcam]
-        if set(methods) - {GRADCAM}:
-            fetches += list(g.family[1:])  # all other members at once: one resize, one product
-        targets, scores, cam_lowres, cam, gbp, guided, *family = self._run(fetches, feed)
+        # All other members of a stack at once: one resize, one product (the family's; the
+        # attention maps' of a transformer).
+        stacks = [stack for stack in self._stacks_of(methods) if set(stack.methods) & set(methods)]
+        for stack in stacks:
+            fetches += list(stack[1:])
+        targets, scores, cam_lowres, cam, gbp, guided, *stacked = self._run(fetches, feed)
+        stacked = {method: (stacked[3 * index:3 * index + 3], stack.methods.index(method))
+                   for index, stack in enumerate(stacks) for method in stack.methods}
 
         def family_maps(b, method):
             if method == GRADCAM:  # the explanation's own fields
                 return MethodMaps(cam_lowres[b], cam[b], guided[b])
-            return MethodMaps(*(maps[b, ..., g.family.methods.index(method)] for maps in family))
+            maps, index = stacked[method]
+            return MethodMaps(*(values[b, ..., index] for values in maps))
         offset = self.labels.offset
         probabilities = probabilities_of(self.task, scores, offset)
         return [
@@ -234,6 +246,15 @@ class GuidedGradCam:
                 methods={method: family_maps(b, method) for method in methods})
             for b in range(len(images))
         ]
+
+    def _stacks_of(self, methods):
+        """The graph's stacks of maps (FamilyMaps) that `methods` need; one error line for an
+        attention method asked of a model without attention."""
+        g = self._graph
+        attention = [m for m in methods if REGISTRY[m].needs == ATTENTION]
+        if attention and g.attention is None:
+            raise GuidedGradCamError(g.attention_error % ", ".join(attention))
+        return [g.family] + ([g.attention] if attention else [])
 
     def network_inputs(self, images):
         """The preprocessed network inputs, float32 (B, H, W, C), of uint8 images: where 0 is

@@ -8,9 +8,12 @@ function imports TF when the explanation graph calls it.
 import dataclasses
 from typing import Callable, Tuple
 
-# What a method's map is computed from. Every method today needs the Grad-CAM layer's
-# activations A and the plain gradient g = ∂y^c/∂A of the explanation graph's one session run.
+# What a method's map is computed from: the Grad-CAM layer's activations A and the plain
+# gradient g = ∂y^c/∂A of the explanation graph's one session run; or a transformer's attention
+# probabilities A_l [B, heads, N, N] and their plain gradients (`core.attention`), whose
+# `lowres(probabilities, gradients)` (lists, in layer order) is a [B, N, N] relevance matrix.
 ACTIVATIONS_AND_GRADIENTS = "activations and gradients"
+ATTENTION = "attention probabilities and their gradients"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,7 +22,8 @@ class CamMethod:
     title: str  # on panels and figures
     reference: str  # the paper
     rank: int  # position in listings and in the graph's stack of maps
-    lowres: Callable  # (A, g: [B, h, w, K] tensors) → the map [B, h, w], in the graph
+    lowres: Callable  # (A, g: [B, h, w, K] tensors) → the map [B, h, w], in the graph (needs
+    #                   ATTENTION: (probabilities, gradients) → relevance [B, N, N])
     needs: str = ACTIVATIONS_AND_GRADIENTS
     npz_keys: Tuple[str, str, str] = None  # (lowres, cam, guided); default <name>_lowres, …
 
