@@ -133,12 +133,22 @@ def token_shape(name, count, patch_grid, input_size, tokens=None, grid=None):
                 "T + h·w = %d" % (name, count, _given(tokens, grid), count))
         return leading, tuple(grid)
     leading_range = [tokens] if tokens is not None else range(MAX_LEADING_TOKENS + 1)
-    for guess in (_patch_embedding_grid(patch_grid), _input_grid(input_size), _square_grid):
-        for leading in leading_range:
-            if 0 <= leading < count:
-                found = guess(count - leading)
-                if found:
-                    return leading, found
+    # The patch embedding's grid with any T; else the input size over a patch size, then a
+    # square, each with the fewest leading tokens (for a square input the two are one guess:
+    # the fewest T of either).
+    embedding, by_input = _patch_embedding_grid(patch_grid), _input_grid(input_size)
+    if input_size[0] == input_size[1]:
+        rest = [(leading, guess) for leading in leading_range for guess in (by_input,
+                                                                            _square_grid)]
+    else:
+        rest = [(leading, guess) for guess in (by_input, _square_grid)
+                for leading in leading_range]
+    guesses = [(leading, embedding) for leading in leading_range] + rest
+    for leading, guess in guesses:
+        if 0 <= leading < count:
+            found = guess(count - leading)
+            if found:
+                return leading, found
     raise GuidedGradCamError(
         "layer %s has %d tokens, which no T leading tokens and h x w grid of its model explain "
         "%s; pass --grid HxW (and --tokens T)" % (name, count, "with " + _given(tokens, None)
@@ -160,6 +170,8 @@ def _input_grid(input_size):
     height, width = input_size
 
     def guess(patches):
+        if patches < 2:
+            return None
         for patch in range(1, min(height, width) + 1):
             if height % patch == 0 and width % patch == 0 and (
                     (height // patch) * (width // patch) == patches):

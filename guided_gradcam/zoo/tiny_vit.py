@@ -8,16 +8,16 @@ position embeddings as `Embedding` layers over ids computed in the model, pre-no
 `MultiHeadAttention` and a GELU MLP, then a head on the class token (`readout="cls"`) or on the
 mean of all tokens (`readout="pool"`).
 
-The task: a dark noisy image with one bright square; its class is the quadrant (2 x 2 layout,
-classes 0..3 left to right, top to bottom) of the square's centre.
+The task: a dark noisy image with one bright square on the patch grid; its class is where the
+square is (one class per patch position, row by row), and one more class for no square.
 """
 import numpy as np
 
-QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
+CELLS = (4, 4)  # the squares' positions: the 4 x 4 patches of a 32 x 32 image, one class each
 
 
-def build_vit(input_size=(32, 32), patch=8, dim=32, blocks=2, heads=2, leading_tokens=1,
-              classes=4, readout="cls", seed=0, name="tiny_vit"):
+def build_vit(input_size=(32, 32), patch=8, dim=32, blocks=2, heads=4, leading_tokens=1,
+              classes=CELLS[0] * CELLS[1] + 1, readout="cls", seed=0, name="tiny_vit"):
     """The Keras model: softmax scores over `classes`. `leading_tokens` = the class token plus
     register tokens, all in front of the patch tokens."""
     import keras
@@ -56,30 +56,42 @@ def build_vit(input_size=(32, 32), patch=8, dim=32, blocks=2, heads=2, leading_t
     return keras.Model(inputs, outputs, name=name)
 
 
-def square_images(count, input_size=(32, 32), side=8, seed=0):
+def square_images(count, input_size=(32, 32), side=8, cells=CELLS, seed=0, empty=0.2):
     """(uint8 images (count, H, W, 3), labels, boxes (count, 4) as y0, x0, y1, x1 exclusive):
-    noise in 0..80, one square of `side` in 200..255 wholly inside one quadrant; the label is
-    that quadrant."""
+    noise in 0..80 and one square of `side` in 200..255 on the `side` grid, inside one of the
+    `cells` (rows, columns) of the image; the label is that cell, row by row. A fraction
+    `empty` of the images has no square: label `cells[0] * cells[1]` (`class_names`), box
+    zeros. Trained with them, a class needs its square, not the darkness of the other cells."""
     rng = np.random.default_rng(seed)
     height, width = input_size
+    cell_height, cell_width = height // cells[0], width // cells[1]
+    no_square = cells[0] * cells[1]
     images = rng.integers(0, 81, (count, height, width, 3)).astype(np.uint8)
-    labels = rng.integers(0, 4, count)
+    labels = np.where(rng.random(count) < empty, no_square, rng.integers(0, no_square, count))
     boxes = np.zeros((count, 4), np.int64)
     for index, label in enumerate(labels):
-        row, column = divmod(int(label), 2)
-        y0 = row * height // 2 + rng.integers(0, height // 2 - side + 1)
-        x0 = column * width // 2 + rng.integers(0, width // 2 - side + 1)
+        if label == no_square:
+            continue
+        row, column = divmod(int(label), cells[1])
+        y0 = row * cell_height + side * rng.integers(0, max(cell_height // side, 1))
+        x0 = column * cell_width + side * rng.integers(0, max(cell_width // side, 1))
         images[index, y0:y0 + side, x0:x0 + side] = rng.integers(200, 256, (side, side, 3))
         boxes[index] = (y0, x0, y0 + side, x0 + side)
     return images, labels, boxes
 
 
-def train_vit(model, images, labels, epochs=8, batch_size=32, seed=0):
+def class_names(cells=CELLS):
+    """'square at row 0, column 1', …, 'no square'."""
+    return tuple("square at row %d, column %d" % divmod(index, cells[1])
+                 for index in range(cells[0] * cells[1])) + ("no square",)
+
+
+def train_vit(model, images, labels, epochs=8, batch_size=32, seed=0, learning_rate=1e-3):
     """Adam on sparse cross-entropy; returns the final training accuracy."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     history = model.fit(images.astype(np.float32), labels, epochs=epochs, batch_size=batch_size,
                         verbose=0, shuffle=True)

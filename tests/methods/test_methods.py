@@ -49,7 +49,9 @@ def _assert_equal_maps(actual, expected, rtol=1e-5):
 
 
 def test_the_family_has_five_methods():
-    assert tuple(REGISTRY) == METHODS
+    """The five of (A, g); the attention maps of a transformer follow (tests/sources/
+    test_vit.py)."""
+    assert tuple(REGISTRY) == METHODS + ("rollout", "gradattention")
 
 
 # -- hand-computed values -----------------------------------------------------------------------
