@@ -37,6 +37,7 @@ class LayerView:
     activations: object  # tf.Tensor [B, h, w, K]
     tokens: Optional[int] = None  # leading tokens dropped; None for a 4-D layer
     grid: Optional[Tuple[int, int]] = None  # (h, w) of the patch tokens; None for a 4-D layer
+    note: Optional[str] = None  # why the layer's maps will be empty, where the graph shows it
 
     def to_grid(self, tensor):
         """A tensor shaped like `layer_tensor` (its gradient) → viewed like `activations`."""
@@ -49,8 +50,9 @@ class LayerView:
         4-D layer."""
         if self.tokens is None:
             return self.name
-        return "%s (%d tokens: %d leading dropped, %dx%d patch grid)" % (
-            self.name, self.tokens + self.grid[0] * self.grid[1], self.tokens, *self.grid)
+        return "%s (%d tokens: %d leading dropped, %dx%d patch grid%s)" % (
+            self.name, self.tokens + self.grid[0] * self.grid[1], self.tokens, *self.grid,
+            "; " + self.note if self.note else "")
 
 
 def patch_grid_view(tokens_tensor, leading, grid):
@@ -221,6 +223,19 @@ def default_token_layer(placed, path, input_size):
     return candidates[-1] if candidates else None
 
 
+def _unreachable_patch_tokens(tensor, path):
+    """The note for a token layer after the last attention under a class-token readout, whose
+    patch tokens never reach the score (their gradient is zero); None otherwise."""
+    attention = find_attention_probabilities(path)
+    readout = find_readout(path)
+    if not attention or readout is None or readout.token is POOLED:
+        return None
+    if tensor.op in ancestor_ops([attention[-1]]):
+        return None
+    return ("its patch tokens never reach the score, read from token %d after the last "
+            "attention: its maps are zero" % readout.token)
+
+
 def _is_residual_sum(tensor):
     """x + f(x) of tokens: one summand computed from the other (a LayerNorm's final sum,
     x·s + (β − μ·s), is not)."""
@@ -236,11 +251,13 @@ def select_layer_view(placed, graph, name, net_input, scores, tokens=None, grid=
     """The Grad-CAM layer's LayerView: `name` (a 4-D layer or a token layer), or the model's
     default (a transformer's default token layer, else its default 4-D layer)."""
     input_size = tuple(net_input.shape.as_list()[1:3])
+    path = ops_between(net_input, scores) if placed.token_layers else []
     if name is None:
-        name = default_token_layer(placed, ops_between(net_input, scores), input_size)
+        name = default_token_layer(placed, path, input_size)
     name, tensor = select_layer(placed, graph, name)
     if tensor.shape.ndims == 3:
-        return token_layer_view(name, tensor, input_size, tokens, grid)
+        view = token_layer_view(name, tensor, input_size, tokens, grid)
+        return dataclasses.replace(view, note=_unreachable_patch_tokens(tensor, path))
     if tokens is not None or grid is not None:
         raise GuidedGradCamError("--tokens and --grid are for token layers (batch, tokens, "
                                  "channels); layer %s is 4-D %s" % (name, tensor.shape))

@@ -241,6 +241,9 @@ def test_default_layers_by_readout_and_the_structurally_zero_layer(trained):
     assert not zero_grads[:, 1:].any() and zero_grads[:, 0].any()
     with GuidedGradCam(model, layer="block1_out") as explainer:
         assert not any(e.cam_lowres.any() for e in explainer.explain(images))
+        assert explainer.layer_description.endswith(
+            "4x4 patch grid; its patch tokens never reach the score, read from token 0 after "
+            "the last attention: its maps are zero)")
     with eager():
         pooled = build_vit(readout="pool", leading_tokens=0, seed=4)
     with GuidedGradCam(pooled) as explainer:
