@@ -143,7 +143,7 @@ def _method_maps(activations, grads, gbp, height, width):
 def _attention_family(attention, grads, gbp, height, width):
     """The attention methods' FamilyMaps (`core.attention`), upsampled, normalised and guided
     as the family's; None where the model has no attention maps."""
-    if attention.error:
+    if attention.error or any(gradient is None for gradient in grads):
         return None
     names = tuple(name for name in REGISTRY if REGISTRY[name].needs == ATTENTION)
     lowres = tf.stack([attention.lowres(REGISTRY[name].lowres(attention.probabilities, grads))
@@ -200,7 +200,8 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         # Per method, for graph-level work (the explainer fetches the stacks).
         methods = {GRADCAM: gradcam}
         attention_maps = _attention_family(
-            attention, [tf.where(counterfactual, -1.0, 1.0) * g for g in attention_grads],
+            attention, [g if g is None else tf.where(counterfactual, -1.0, 1.0) * g
+                        for g in attention_grads],
             gbp, height, width)
         for stack in (family_maps, attention_maps or FamilyMaps((), None, None, None)):
             for index, method in enumerate(stack.methods):
@@ -217,7 +218,8 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         model=model, unguided=unguided, family=family_maps, methods=methods,
         background_logits=background, layer_tensor=view.layer_tensor, tokens=view.tokens,
         grid=view.grid, layer_description=view.describe(), attention=attention_maps,
-        attention_error=attention.error)
+        attention_error=attention.error or "the score has no gradient w.r.t. the model's "
+        "attention probabilities (a stop_gradient?): %s need one")
 
 
 def _check_all_placeholders_fed(fetches, ours, feeds, scope):

@@ -187,8 +187,18 @@ def test_non_square_grid_with_register_tokens_equals_the_eager_references(regist
             "block1_norm1 (27 tokens: 3 leading dropped, 4x6 patch grid)")
         assert explainer.graph.layer_tensor.shape.as_list() == [None, 27, 32]
         explanations = explainer.explain(images)
+        counterfactual = explainer.explain(images, counterfactual=True)
     np.testing.assert_allclose(np.stack([e.logits for e in explanations]), logits,
                                rtol=1e-4, atol=1e-4)
+    # Counterfactual: -∇ for the class-specific maps; the rollout is every class's.
+    negated = reference_maps(tokens, -grads, attention, [-g for g in attention_grads], 3, (4, 6))
+    for method in ("gradcam", "gradattention", "rollout"):
+        ours = np.stack([e.maps(method).lowres for e in counterfactual])
+        reference = negated[method]
+        assert reference.max() > 0, method
+        print("counterfactual %s: max |ours - reference| / peak = %.1e"
+              % (method, relative(ours, reference)))  # measured: 1.2e-6 at most
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-4 * reference.max())
     for method in REGISTRY:
         assert explanations[0].maps(method).lowres.shape == (4, 6), method
         assert explanations[0].maps(method).guided.shape == (32, 48, 3), method
