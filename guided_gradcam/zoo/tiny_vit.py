@@ -91,8 +91,8 @@ def train_vit(model, images, labels, epochs=8, batch_size=32, seed=0, learning_r
     import keras
 
     keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(images.astype(np.float32), labels, epochs=epochs, batch_size=batch_size,
                         verbose=0, shuffle=True)
     return float(history.history["accuracy"][-1])
