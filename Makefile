@@ -6,8 +6,8 @@ SHARED ?= ../shared
 TFJS_WEIGHTS := $(SHARED)/weights/mobilenet_v1_0.75_224_tfjs
 MOBILENET_075 := checkpoints/mobilenet_v1_075/mobilenet_v1_0.75_224.ckpt
 
-.PHONY: demo keras-demo figures gallery evaluate test test-other-kernels install checkpoint browser \
-  clean
+.PHONY: demo keras-demo figures gallery vit-figure evaluate test test-other-kernels install \
+  checkpoint browser clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,11 @@ gallery: checkpoint
 	$(RENDER_GALLERY) docs/gallery
 	$(SINGLE_THREADED_TF) $(PY) scripts/make_figures.py --image images/cat.jpg \
 	  --methods $(ALL_METHODS) --gallery_dir docs/methods
+
+# The README's vision-transformer figure: the tiny Keras 3 ViT of zoo/tiny_vit.py trained on
+# where a bright square is (no reachable package ships real ViT weights), on one thread.
+vit-figure: install
+	$(SINGLE_THREADED_TF) $(PY) scripts/vit_figure.py --output docs/vit/tiny_vit.png
 
 # The papers' measures on the photos the project ships and on the paper's own (boxes drawn by
 # hand: images/boxes/README.md) with the real MobileNet V1 0.75; then every CAM method on the

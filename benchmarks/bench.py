@@ -31,7 +31,11 @@ MOBILENET_075 = os.path.join(REPO, "checkpoints", "mobilenet_v1_075")
 TFJS_WEIGHTS = os.path.join(REPO, "..", "shared", "weights", "mobilenet_v1_0.75_224_tfjs")
 XPLIQUE_PAIR_MS, PEER_FLOOR_MS = 15.2, 7.6  # peers' MobileNet 0.75 at batch 16, 2 cores
 CONFIGS = [("mobilenet_v1_075", "real"), ("keras_mobilenet_075", "real"),
-           ("mobilenet_v1", "random"), ("resnet_v1_50", "random"), ("vgg_16", "random")]
+           ("mobilenet_v1", "random"), ("resnet_v1_50", "random"), ("vgg_16", "random"),
+           ("keras_vit_s16", "random")]
+# A ViT-S/16-sized Keras 3 transformer (zoo.tiny_vit's builder: 224x224, patches of 16, 384
+# channels, 12 blocks of 6 heads, a class token), explained on its default token layer.
+VIT_S16 = dict(input_size=(224, 224), patch=16, dim=384, blocks=12, heads=6, classes=1000)
 KERAS_BATCH_SIZES = (8, 16, 32)
 
 
@@ -91,11 +95,14 @@ def _family_cost(explainer, batch_size=16):
     """(explain with Grad-CAM alone, explain with all five CAM methods), ms per image, in turns."""
     import numpy as np
 
-    from guided_gradcam.methods import METHODS
+    from guided_gradcam.methods import REGISTRY
+    from guided_gradcam.methods.base import ACTIVATIONS_AND_GRADIENTS
 
+    family = tuple(name for name, method in REGISTRY.items()  # a CNN has no attention maps
+                   if method.needs == ACTIVATIONS_AND_GRADIENTS and not method.projection)
     batch = np.random.default_rng(2).integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)
     alone, family = _interleaved_times([lambda: explainer.explain(batch, methods=("gradcam",)),
-                                        lambda: explainer.explain(batch, methods=METHODS)],
+                                        lambda: explainer.explain(batch, methods=family)],
                                        batch_size)
     return statistics.median(alone), statistics.median(family)
 
@@ -200,6 +207,24 @@ def measure_keras_mobilenet(batch_sizes, results):
                                       lambda: stock_mul.explain(batch)], 16)
     results.put((rows, peak_mib, _family_cost(explainer),
                  (statistics.median(lean), statistics.median(stock))))
+
+
+def measure_keras_vit(batch_sizes, results):
+    """The ViT-S/16-sized Keras model with random weights, in memory (frozen and imported)."""
+    from guided_gradcam.core.tf_startup import import_tensorflow_quietly
+    import_tensorflow_quietly()
+    from guided_gradcam import GuidedGradCam
+    from guided_gradcam.core.tf_eager import eager
+    from guided_gradcam.zoo.tiny_vit import build_vit
+
+    with eager():
+        model = build_vit(**VIT_S16)
+    explainer = GuidedGradCam(model, preprocess="unit")
+    session, images, scores, gradient = _imported_floor_graph(explainer.source)
+    rows = _table_rows("keras vit s16", "random", batch_sizes, session, images, scores,
+                       gradient, explainer)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    results.put((rows, peak_mib, _family_cost(explainer)))
 
 
 def measure_explain_only(batch_size, results):
@@ -374,6 +399,8 @@ def main():
             continue
         if network == "keras_mobilenet_075":
             rows, peak, family, lean_mul = _in_child(measure_keras_mobilenet, KERAS_BATCH_SIZES)
+        elif network == "keras_vit_s16":
+            rows, peak, family = _in_child(measure_keras_vit, (16,))
         else:
             sizes = sorted(set(batch_sizes) | ({16} if network == "mobilenet_v1_075" else set()))
             rows, peak, family = _in_child(measure_network, network, weights, sizes)

@@ -164,6 +164,8 @@ class GuidedGradCam:
     score_cam_channels: Score-CAM masks only this many channels of largest variance (Faster
     Score-CAM); None: every channel. aug_smooth, eigen_smooth: the smoothing options of
     pytorch-grad-cam, for every method (`smoothing`, `methods.base.principal_projection`).
+    tokens, grid: a token layer's leading tokens T and patch grid (h, w), where the model
+    cannot tell them (`core.tokens`; a transformer's layers are found and shaped without).
     """
 
     def __init__(self, model=DEFAULT_NETWORK, checkpoint=None, layer=None,
@@ -171,7 +173,7 @@ class GuidedGradCam:
                  input_size=None, progress=sys.stderr, *, input=None, output=None, feeds=None,
                  signature=None, preprocess=None, labels_file=None, methods=("gradcam",),
                  trust_model=False, batch_size=16, score_cam_channels=DEFAULT_CHANNELS,
-                 aug_smooth=False, eigen_smooth=False):
+                 aug_smooth=False, eigen_smooth=False, tokens=None, grid=None):
         self.methods = parse_methods(methods)  # explain's default
         self.trust_model = bool(trust_model)
         if int(batch_size) < 1 or (score_cam_channels is not None and int(score_cam_channels) < 1):
@@ -187,7 +189,8 @@ class GuidedGradCam:
         # ImageNet's names for a model only when asked; with 1001 scores, logit 0 is background.
         self._graph = build_explanation_graph(self.source, layer, input_size,
                                               imagenet_background=labels_file == "imagenet",
-                                              eigen_smooth=eigen_smooth)
+                                              eigen_smooth=eigen_smooth, tokens=tokens,
+                                              grid=grid)
         self.eigen_smooth = self._graph.eigen_smooth
         g = self._graph
         self.task = g.head.task
@@ -207,6 +210,7 @@ class GuidedGradCam:
         self.num_scores = num_scores
         self.checkpoint = getattr(self.source, "checkpoint", None)
         self.layer = g.layer
+        self.layer_description = g.layer_description  # with a token layer's T and grid
         self.layer_names = g.layer_names
         self.unguided_activations = dict(g.unguided)  # {activation: count} GBP passes as is
         self.input_size = tuple(g.images.shape.as_list()[1:3])
@@ -296,6 +300,9 @@ class GuidedGradCam:
         feed = {**inputs, g.labels: labels, g.counterfactual: counterfactual, **feeds}
         in_graph = [GRADCAM] + [m for m in methods if m != GRADCAM and REGISTRY[m].in_graph]
         passes = [m for m in methods if not REGISTRY[m].in_graph]
+        missing = [m for m in in_graph if m not in g.methods]  # attention, without attention
+        if missing:
+            raise GuidedGradCamError(g.attention_error % ", ".join(missing))
         fetches = {"targets": g.targets, "scores": g.logits, "gbp": g.gbp,
                    "net_input": g.net_input,
                    "maps": {method: tuple(g.methods[method]) for method in in_graph}}

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.methods import scorecam
 
 
@@ -77,6 +78,9 @@ def ablated_scores(run, graph, net_inputs, activations, targets, batch_size, fee
     """Ablation-CAM's y^c_k [B, K]: the score with channel k of the image's A set to zero, the
     ablated A fed in place of the layer's output, so that only the tail runs (the input too,
     only where the tail reads it beside A)."""
+    if graph.tokens is not None:
+        raise GuidedGradCamError("Ablation-CAM feeds the layer's own output; %s is a token "
+                                 "layer: use a 4-D layer or another method" % graph.layer)
     count, channels = activations.shape[0], activations.shape[-1]
     image_of, channel_of = _pairs([np.arange(channels)] * count)
     scores = np.empty((count, channels), np.float32)

@@ -16,14 +16,15 @@ import tensorflow.compat.v1 as tf
 from guided_gradcam.core import tf_compat  # noqa: F401  (slim.batch_norm; quiets tf-slim's warning)
 from guided_gradcam.core import activations as activations_report
 from guided_gradcam.methods import GRADCAM, REGISTRY
-from guided_gradcam.methods.base import combine
+from guided_gradcam.methods.base import ACTIVATIONS_AND_GRADIENTS, ATTENTION, combine
+from guided_gradcam.core.attention import AttentionMaps
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.core.graph_paths import ancestor_ops, ops_between, reads
 from guided_gradcam.core.guided_relu import OVERRIDE_MAP, guided_override, plain_gradients
 from guided_gradcam.core import region_head
 from guided_gradcam.core.heads import SEGMENTATION, Head, find_head
 from guided_gradcam.sources.base import PlacedModel
-from guided_gradcam.core.tensor_names import select_layer
+from guided_gradcam.core.tokens import find_attention_probabilities, select_layer_view
 
 PREDICTED_CLASS = -1  # a label of -1 explains the image's top-1 logit
 
@@ -54,6 +55,16 @@ class ExplanationGraph:
     weighted: "MethodMaps"  # the maps of `channel_weights` (fed with A and gbp: no model runs)
     tail_reads_input: bool  # the scores read the input beside A (a skip around the layer)
     eigen_smooth: bool  # every map is the first principal component of w ⊙ A, not its sum
+    # The Grad-CAM layer as the model has it (core.tokens): `activations` is a view of
+    # `layer_tensor` ([B, T + h·w, K] tokens: the T leading ones dropped, the rest as the
+    # (h, w) `grid`); for a 4-D layer the same tensor, tokens and grid None. Feeding
+    # `layer_tensor` reruns the model's tail on modified layer values.
+    layer_tensor: tf.Tensor = None
+    tokens: int = None
+    grid: tuple = None
+    layer_description: str = None  # the layer for a report line, with its token view
+    # Why the attention methods' maps are missing (% methods), where the model has none.
+    attention_error: str = None
     unguided: dict  # {activation: count}: what GBP passes with its ordinary gradient
     region: tf.Tensor = None  # segmentation: float32 [B, H', W'] fed with each image's region
 
@@ -85,23 +96,26 @@ def _explained_targets(head, labels, background):
     return tf.where(labels >= 0, labels, predicted, name="targets")
 
 
-def _gradients(objective, activations, net_input, scores, layer):
-    """(g = the plain ∂y/∂A, GBP = the guided ∂y/∂x) of the objective."""
-    if relus_between(activations, scores):
+def _gradients(objective, activations, net_input, scores, layer, attention=()):
+    """(g = the plain ∂y/∂A, GBP = the guided ∂y/∂x, [the plain ∂y/∂A_l of each attention
+    probabilities tensor]) of the objective."""
+    attention = list(attention)
+    if relus_between(activations, scores) or any(relus_between(a, scores) for a in attention):
         # ReLUs between A and the logits (VGG's fc6/fc7) would be guided: build ∂y/∂A in a
         # second backward pass over the tail, with the plain ReLU gradient.
         with plain_gradients():
-            grads = tf.gradients(objective, activations)[0]
+            grads, *attention_grads = tf.gradients(objective, [activations] + attention)
         gbp = tf.gradients(objective, net_input)[0]
     else:
         # Nothing guided lies between A and the logits: ∂y/∂A of the single backward pass to
         # the input is the plain gradient.
-        grads, gbp = tf.gradients(objective, [activations, net_input])
+        grads, gbp, *attention_grads = tf.gradients(objective,
+                                                    [activations, net_input] + attention)
     if grads is None or gbp is None:
         raise GuidedGradCamError(
             "the output does not depend on %s" % ("layer %r" % layer if grads is None
                                                   else "the input"))
-    return grads, gbp
+    return grads, gbp, attention_grads
 
 
 def _single_maps(lowres, gbp, height, width, name):
@@ -120,14 +134,24 @@ def _method_maps(activations, grads, gbp, height, width, eigen_smooth):
     guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")
     maps = {GRADCAM: MethodMaps(cam_lowres, tf.squeeze(cam, 3, name="cam"), guided_gradcam)}
     for name, method in REGISTRY.items():
-        if method.in_graph and name != GRADCAM:
+        if method.needs == ACTIVATIONS_AND_GRADIENTS and name != GRADCAM:
             maps[name] = _single_maps(method.lowres(activations, grads, eigen_smooth), gbp,
                                       height, width, name)
     return maps
 
 
+def _attention_maps(attention, grads, gbp, height, width):
+    """{method: MethodMaps} of the attention methods (`core.attention`), upsampled, normalised
+    and guided as the others; {} where the model has no attention maps."""
+    if attention.error or any(gradient is None for gradient in grads):
+        return {}
+    return {name: _single_maps(attention.lowres(method.relevance(attention.probabilities,
+                                                                 grads)), gbp, height, width, name)
+            for name, method in REGISTRY.items() if method.needs == ATTENTION}
+
+
 def build_explanation_graph(source, layer=None, input_size=None, imagenet_background=False,
-                            eigen_smooth=False):
+                            eigen_smooth=False, tokens=None, grid=None):
     """Places `source`'s model (a `sources.base.ModelSource`) in a new graph under the guided
     override and builds every map of the paper on top of it.
 
@@ -137,6 +161,8 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
     never the predicted class (the source says so itself for slim checkpoints).
     eigen_smooth: every method's map is the first principal component of its weighted
     activations w ⊙ A instead of their sum (pytorch-grad-cam's eigen_smooth).
+    tokens, grid: a token layer's leading tokens and (h, w) patch grid, where the model cannot
+    tell them (`core.tokens`).
     """
     height, width, channels = source.check_input_size(input_size)
     graph = tf.Graph()
@@ -154,7 +180,8 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         if head.task == SEGMENTATION:  # y^c: the pixels' scores summed over a fed region
             head, region = region_head.sum_over_region(head)
             layer = layer or region_head.default_layer(model.layers, net_input, head)
-        layer, activations = select_layer(model, graph, layer)
+        view = select_layer_view(model, graph, layer, net_input, head.scores, tokens, grid)
+        layer, activations = view.name, view.activations
         path = ops_between(net_input, head.scores)
         unguided = {**activations_report.ordinary_activations(path),
                     **activations_report.unguide_non_activation_relus(path)}
@@ -167,10 +194,17 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         target_scores = tf.gather(head.explained, targets, axis=1, batch_dims=1,
                                   name="target_scores")
         objective = tf.reduce_sum(target_scores)
-        grads, gbp = _gradients(objective, activations, net_input, head.scores, layer)
+        attention = AttentionMaps(find_attention_probabilities(path), path, view,
+                                  (height, width))
+        layer_grads, gbp, attention_grads = _gradients(
+            objective, view.layer_tensor, net_input, head.scores, layer, attention.probabilities)
+        grads = view.to_grid(layer_grads)  # a token layer's gradient, viewed as A is
         # The counterfactual map negates g for every method: regions speaking against c.
-        signed_grads = tf.where(counterfactual, -1.0, 1.0) * grads
-        methods = _method_maps(activations, signed_grads, gbp, height, width, eigen_smooth)
+        sign = tf.where(counterfactual, -1.0, 1.0)
+        methods = _method_maps(activations, sign * grads, gbp, height, width, eigen_smooth)
+        methods.update(_attention_maps(
+            attention, [g if g is None else sign * g for g in attention_grads], gbp, height,
+            width))
         gradcam = methods[GRADCAM]
         # Weights found outside the graph (Score-CAM, Ablation-CAM) make their maps here.
         channel_weights = tf.placeholder(tf.float32, [None, 1, 1, activations.shape[-1]],
@@ -185,11 +219,15 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
         graph=graph, images=images, labels=labels, counterfactual=counterfactual,
         net_input=net_input, targets=targets, target_scores=target_scores, logits=head.scores,
         activations=activations, channel_weights=channel_weights, weighted=weighted,
-        tail_reads_input=reads(head.explained, net_input, activations),
+        tail_reads_input=reads(head.explained, net_input, view.layer_tensor),
         eigen_smooth=bool(eigen_smooth),
         cam_lowres=gradcam.lowres, cam=gradcam.cam, gbp=gbp, guided_gradcam=gradcam.guided,
-        layer=layer, layer_names=tuple(model.layers), head=head, model=model,
-        unguided=unguided, methods=methods, background_logits=background, region=region)
+        layer=layer, layer_names=tuple({**model.layers, **model.token_layers}), head=head,
+        model=model, unguided=unguided, methods=methods, background_logits=background,
+        region=region, layer_tensor=view.layer_tensor, tokens=view.tokens, grid=view.grid,
+        layer_description=view.describe(),
+        attention_error=attention.error or "the score has no gradient w.r.t. the model's "
+        "attention probabilities (a stop_gradient?): %s need one")
 
 
 def _check_all_placeholders_fed(fetches, ours, feeds, scope):

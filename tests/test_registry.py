@@ -34,7 +34,8 @@ def _modules(package):
 
 def test_every_method_module_is_a_registered_method():
     assert methods.METHODS == ("gradcam", "gradcampp", "xgradcam", "layercam", "hirescam",
-                               "scorecam", "ablationcam", "eigencam", "eigengradcam")
+                               "scorecam", "ablationcam", "eigencam", "eigengradcam", "rollout",
+                               "gradattention")
     assert sorted(methods.REGISTRY) == [m for m in _modules(methods) if m != "base"]
     assert methods.REGISTRY["gradcam"].npz_keys == ("cam_lowres", "cam", "guided_gradcam")
 

@@ -62,6 +62,12 @@ flags.DEFINE_string("checkpoints_dir", None, "A folder of per-network checkpoint
 flags.DEFINE_string("layer", None, "Grad-CAM layer: an end point, a Keras layer name (also in "
                     "nested models) or a tensor/op name. Default: the last conv layer; an unknown "
                     "name lists the valid ones.")
+flags.DEFINE_integer("tokens", None, "A token layer's leading tokens (class, distillation, "
+                     "register tokens), dropped before its patch tokens become the grid. "
+                     "Default: from the model.", lower_bound=0)
+flags.DEFINE_string("grid", None, "A token layer's patch grid as HxW (e.g. 14x20). Default: "
+                    "the patch embedding's, else the input size over the patch size, else a "
+                    "square.")
 flags.DEFINE_string("output_dir", "output", "Where the PNGs and .npz files are written.")
 flags.DEFINE_string("input_size", None, "Network input size as HxW or N (square). Default: the "
                     "network's own (224). Not for vgg_16, whose fc layers need 224x224.")
@@ -116,6 +122,20 @@ def parse_input_size(text):
     if len(size) != 2 or min(size) <= 0:
         raise GuidedGradCamError("--input_size must be HxW or N, e.g. 320x240; got %r" % text)
     return size
+
+
+def parse_grid(text):
+    """'14x20' → (14, 20) as (height, width) in patch tokens."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        grid = tuple(int(part) for part in parts)
+    except ValueError:
+        grid = ()
+    if len(grid) != 2 or min(grid) <= 0:
+        raise GuidedGradCamError("--grid must be HxW in patch tokens, e.g. 14x20; got %r" % text)
+    return grid
 
 
 def check_writable(folder):
@@ -224,7 +244,8 @@ def print_run_header(explainer):
           "mode %s" % (
               "model" if FLAGS.model else "network", source.name, explainer.task,
               explainer.num_scores, "s" if explainer.num_scores > 1 else "", checkpoint,
-              *explainer.input_size, explainer.channels, preprocessing, explainer.layer, mode),
+              *explainer.input_size, explainer.channels, preprocessing,
+              explainer.layer_description, mode),
           flush=True)
     if note:
         print("note: %s" % note, flush=True)
@@ -249,6 +270,7 @@ def check_model_flags():
 
     input_size = parse_input_size(FLAGS.input_size)
     _feeds(FLAGS.feed)
+    parse_grid(FLAGS.grid)
     if FLAGS.region is not None and FLAGS.mask is not None:
         raise GuidedGradCamError("pass --region or --mask, not both")
     if FLAGS.region is not None:
@@ -307,7 +329,8 @@ def open_explainer(methods):
                          methods=methods, trust_model=FLAGS.trust_model,
                          batch_size=FLAGS.batch_size,
                          score_cam_channels=FLAGS.score_cam_channels or None,
-                         aug_smooth=FLAGS.aug_smooth, eigen_smooth=FLAGS.eigen_smooth)
+                         aug_smooth=FLAGS.aug_smooth, eigen_smooth=FLAGS.eigen_smooth,
+                         tokens=FLAGS.tokens, grid=parse_grid(FLAGS.grid))
 
 
 def _plan(paths, labels, kinds, methods):

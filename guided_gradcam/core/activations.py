@@ -1,7 +1,8 @@
 """What guided backprop does with each activation between the input and the scores.
 
 Guided backprop is defined for ReLU: every Relu/Relu6 created under the override is guided.
-Other activations are passed with their ordinary gradient, and a run says which and how many.
+Other activations are passed with their ordinary gradient, and a run says which and how many
+(a transformer's GELU and attention softmax too: without ReLUs GBP is the plain gradient).
 Two imported ReLUs are no activations' ReLUs and get their ordinary gradient back:
 - PReLU lowers to relu(x) − α·relu(−x): a learned leaky slope, not a gate;
 - hard_silu (hard swish) lowers to x · relu6(x + 3) / 6, hard_sigmoid to relu6(x + 3) / 6:
@@ -15,7 +16,8 @@ from tensorflow.python.framework import tensor_util
 from guided_gradcam.core.graph_paths import skip_identities
 from guided_gradcam.core.guided_relu import OVERRIDE_MAP
 
-ORDINARY = ("Sigmoid", "Tanh", "Elu", "Selu", "LeakyRelu", "Softplus", "Softsign", "Erf", "Erfc")
+ORDINARY = ("Sigmoid", "Tanh", "Elu", "Selu", "LeakyRelu", "Softplus", "Softsign", "Erf", "Erfc",
+            "Softmax")
 _GELU_OPS = ("Erf", "Erfc")
 
 
@@ -90,6 +92,8 @@ def ordinary_activations(ops):
                 name = "Sigmoid (swish)"
             elif op.type in _GELU_OPS:
                 name = "%s (gelu)" % op.type
+            elif op.type == "Softmax" and op.outputs[0].shape.ndims == 4:
+                name = "Softmax (attention)"  # a transformer's [B, heads, N, N] probabilities
             counts[name] += 1
     return dict(counts)
 

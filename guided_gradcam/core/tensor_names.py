@@ -28,43 +28,46 @@ def find_tensor(graph, name, scope="", what="tensor"):
 
 
 def select_layer(placed, graph, name=None):
-    """(name, 4-D tensor) of the Grad-CAM layer: a layer name (Keras names also inside nested
-    models), an alias, a tensor or op name; None → the model's default layer."""
+    """(name, tensor) of the Grad-CAM layer, 4-D or a token layer (batch, tokens, channels):
+    a layer name (Keras names also inside nested models), an alias, a tensor or op name;
+    None → the model's default layer."""
     name = name or placed.default_layer
     if name is None:
         raise GuidedGradCamError("the model has no 4-D (batch, height, width, channels) layer "
                                  "between its input and output for Grad-CAM")
-    if name in placed.layers:
-        return name, placed.layers[name]
+    layers = {**placed.layers, **placed.token_layers}
+    if name in layers:
+        return name, layers[name]
     if name in placed.layer_aliases:
         real = placed.layer_aliases[name]
-        return real, placed.layers[real]
-    nested = [layer for layer in placed.layers if layer.endswith("/" + name)]
+        return real, layers[real]
+    nested = [layer for layer in layers if layer.endswith("/" + name)]
     if not nested:  # traced Keras 3 scopes carry `_1` suffixes: conv_pw_13_relu_1
         pattern = re.compile(r"(^|.*/)%s$" % "/".join(
             re.escape(part) + r"(_\d+)?" for part in name.split("/")))
-        nested = [layer for layer in placed.layers if pattern.match(layer)]
+        nested = [layer for layer in layers if pattern.match(layer)]
     if len(nested) == 1:
-        return nested[0], placed.layers[nested[0]]
+        return nested[0], layers[nested[0]]
     if len(nested) > 1:
         raise GuidedGradCamError("layer name %r is ambiguous: %s" % (name, ", ".join(nested)))
     try:
         tensor = find_tensor(graph, name, placed.scope, what="layer or tensor")
     except GuidedGradCamError:
-        raise GuidedGradCamError(unknown_layer_message(name, placed.layers)) from None
-    if tensor.shape.ndims != 4:
+        raise GuidedGradCamError(unknown_layer_message(name, layers)) from None
+    if tensor.shape.ndims not in (3, 4):
         raise GuidedGradCamError(
             "layer %r has shape %s; Grad-CAM needs a 4-D (batch, height, width, channels) "
-            "activation" % (name, tensor.shape))
+            "activation or a token layer (batch, tokens, channels)" % (name, tensor.shape))
     return name, tensor
 
 
 def unknown_layer_message(name, layers):
     """'unknown layer ...' on its first line, then every valid layer one a line with its size
-    (`block_13_expand_relu  6x6x576`), the names nearest to `name` first (difflib's ratio to
+    (`block_13_expand_relu  6x6x576`; a token layer's tokens x channels, `block1_norm1  17x32`),
+    the names nearest to `name` first (difflib's ratio to
     the whole name or its last part, for nested layers; ties in graph order)."""
     def size(tensor):
-        dims = tensor.shape.as_list()[1:] if tensor.shape.ndims == 4 else []
+        dims = tensor.shape.as_list()[1:] if tensor.shape.ndims in (3, 4) else []
         return "x".join("?" if dim is None else str(dim) for dim in dims)
 
     def closeness(layer):

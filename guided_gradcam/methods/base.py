@@ -22,7 +22,10 @@ from typing import Callable, Tuple
 ACTIVATIONS_AND_GRADIENTS = "activations and gradients"  # weights(A, g) in the graph
 MASKED_INPUTS = "masked inputs"  # one forward pass per (image, channel): the input ⊙ A^k's mask
 ABLATED_ACTIVATIONS = "ablated activations"  # one tail pass per (image, channel): A, A^k = 0
-IN_GRAPH = (ACTIVATIONS_AND_GRADIENTS,)
+# A transformer's attention probabilities A_l [B, heads, N, N] and their plain gradients
+# (`core.attention`): `relevance(probabilities, gradients)` (lists, in layer order) → [B, N, N].
+ATTENTION = "attention probabilities and their gradients"
+IN_GRAPH = (ACTIVATIONS_AND_GRADIENTS, ATTENTION)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +39,7 @@ class CamMethod:
     projection: bool = False  # the map is w ⊙ A's first principal component, not its sum
     class_score: bool = True  # False: the map does not depend on the class (no counterfactual)
     score_weights: Callable = None  # numpy: (scores [B, K], score [B], counterfactual) → w [B, K]
+    relevance: Callable = None  # ATTENTION: (probabilities, gradients) → [B, N, N], in the graph
     npz_keys: Tuple[str, str, str] = None  # (lowres, cam, guided); default <name>_lowres, …
 
     def __post_init__(self):

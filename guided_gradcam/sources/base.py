@@ -22,6 +22,8 @@ class PlacedModel:
     background_logits: int = 0  # leading logits that are never a predicted class (slim 1001)
     scope: str = ""  # prefix of the model's op names in the graph ("" or "model/")
     layer_aliases: Dict[str, str] = dataclasses.field(default_factory=dict)  # alias → layer name
+    # {name: 3-D tf.Tensor [B, tokens, channels]}, in graph order: a transformer's token layers
+    token_layers: Dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 def checked_input_size(name, native, size, fixed=False):

@@ -167,8 +167,11 @@ class GraphDefSource(ModelSource):
         refuse_training_batch_norm(tf.get_default_graph(), scope, self.graph_def.library,
                                    self.name)
         layers, aliases = scope_layers(scope, net_input, output, self.rename_scope)
+        token_layers, token_aliases = scope_layers(scope, net_input, output, self.rename_scope,
+                                                   rank=3)
         return PlacedModel(output=output, layers=layers, default_layer=default_layer(layers),
-                           restore=lambda session: None, scope=scope, layer_aliases=aliases)
+                           restore=lambda session: None, scope=scope,
+                           layer_aliases={**token_aliases, **aliases}, token_layers=token_layers)
 
 
 KERAS_RESCALING_SCOPE = re.compile(r"^(rescaling|normalization)(_\d+)?$")
@@ -217,8 +220,9 @@ def _import_error(error, graph_def, name):
     return GuidedGradCamError("cannot import %s: %s" % (name, first_line(error)))
 
 
-def scope_layers(scope, model_input, output, rename=None):
-    """({layer name: 4-D tensor}, {alias: layer name}) of an imported graph.
+def scope_layers(scope, model_input, output, rename=None, rank=4):
+    """({layer name: 4-D tensor}, {alias: layer name}) of an imported graph (`rank=3`: its
+    token layers, [batch, tokens, channels]).
 
     A layer is a name scope on the path from the input to the output, and its tensor the last
     4-D tensor that leaves that scope (a Keras layer's output, a slim block's). `rename` maps
@@ -230,7 +234,7 @@ def scope_layers(scope, model_input, output, rename=None):
     on_path = ops_between(model_input, output)
     position = {op: index for index, op in enumerate(on_path)}
     four_d = [op for op in on_path if op.name.startswith(scope) and op.outputs
-              and op.outputs[0].shape.ndims == 4]
+              and op.outputs[0].shape.ndims == rank]
     exits = {}
     for op in four_d:
         parts = op.name[len(scope):].split("/")[:-1]
