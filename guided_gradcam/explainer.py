@@ -192,6 +192,7 @@ class GuidedGradCam:
                                               eigen_smooth=eigen_smooth, tokens=tokens,
                                               grid=grid)
         self.eigen_smooth = self._graph.eigen_smooth
+        self._check_available(self.methods)
         g = self._graph
         self.task = g.head.task
         self.pixel_task = g.head.pixel_task  # segmentation: each pixel's task
@@ -300,14 +301,13 @@ class GuidedGradCam:
         feed = {**inputs, g.labels: labels, g.counterfactual: counterfactual, **feeds}
         in_graph = [GRADCAM] + [m for m in methods if m != GRADCAM and REGISTRY[m].in_graph]
         passes = [m for m in methods if not REGISTRY[m].in_graph]
-        missing = [m for m in in_graph if m not in g.methods]  # attention, without attention
-        if missing:
-            raise GuidedGradCamError(g.attention_error % ", ".join(missing))
+        self._check_available(in_graph)
         fetches = {"targets": g.targets, "scores": g.logits, "gbp": g.gbp,
                    "net_input": g.net_input,
                    "maps": {method: tuple(g.methods[method]) for method in in_graph}}
         if passes:
-            fetches.update(target_scores=g.target_scores, activations=g.activations)
+            fetches.update(target_scores=g.target_scores, activations=g.activations,
+                           layer_values=g.layer_tensor)
         batch = self._run(fetches, feed)
         self.images_run += len(labels)
         batch["maps"] = {method: MethodMaps(*maps) for method, maps in batch["maps"].items()}
@@ -315,6 +315,12 @@ class GuidedGradCam:
             batch["maps"][method] = self._maps_from_passes(REGISTRY[method], batch,
                                                            counterfactual, feeds)
         return batch
+
+    def _check_available(self, methods):
+        """One error line for an attention method asked of a model without attention."""
+        missing = [m for m in methods if REGISTRY[m].in_graph and m not in self._graph.methods]
+        if missing:
+            raise GuidedGradCamError(self._graph.attention_error % ", ".join(missing))
 
     def _maps_from_passes(self, method, batch, counterfactual, feeds):
         """A gradient-free method's MethodMaps: scores of its forward passes → weights → maps."""
@@ -329,7 +335,8 @@ class GuidedGradCam:
                 *arguments, channels=self.score_cam_channels, feeds=feeds,
                 progress=self._progress, image_feeds=image_feeds)
         else:
-            scores = forward_passes.ablated_scores(*arguments, feeds=feeds,
+            scores = forward_passes.ablated_scores(*arguments[:3], batch["layer_values"],
+                                                   *arguments[4:], feeds=feeds,
                                                    progress=self._progress,
                                                    image_feeds=image_feeds)
         self.images_run += int(np.isfinite(scores).sum())  # one pass per evaluated channel

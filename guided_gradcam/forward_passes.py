@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 
-from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.methods import scorecam
 
 
@@ -73,15 +72,16 @@ def masked_input_scores(run, graph, net_inputs, activations, targets, batch_size
     return scores
 
 
-def ablated_scores(run, graph, net_inputs, activations, targets, batch_size, feeds=None,
+def ablated_scores(run, graph, net_inputs, layer_values, targets, batch_size, feeds=None,
                    progress=None, image_feeds=None):
     """Ablation-CAM's y^c_k [B, K]: the score with channel k of the image's A set to zero, the
-    ablated A fed in place of the layer's output, so that only the tail runs (the input too,
-    only where the tail reads it beside A)."""
-    if graph.tokens is not None:
-        raise GuidedGradCamError("Ablation-CAM feeds the layer's own output; %s is a token "
-                                 "layer: use a 4-D layer or another method" % graph.layer)
-    count, channels = activations.shape[0], activations.shape[-1]
+    ablated layer output (`layer_values`, of `graph.layer_tensor`: A itself, or a token layer's
+    tokens, whose patch tokens are ablated) fed in place of the layer's, so that only the tail
+    runs (the input too, only where the tail reads it beside the layer)."""
+    count, channels = layer_values.shape[0], layer_values.shape[-1]
+    # Where channel k lives: every position of a 4-D layer, the patch tokens of a token layer.
+    positions = (slice(None),) * (layer_values.ndim - 2) if graph.tokens is None else \
+        (slice(graph.tokens, None),)
     image_of, channel_of = _pairs([np.arange(channels)] * count)
     scores = np.empty((count, channels), np.float32)
     report = PassProgress("ablation-cam tail passes", len(image_of), progress)
@@ -91,12 +91,13 @@ def ablated_scores(run, graph, net_inputs, activations, targets, batch_size, fee
         rows = np.arange(len(images))
         if previous is not None and np.array_equal(previous[0], images):
             # The same images as the last run: restore its channels, not the whole copy.
-            ablated[rows, :, :, previous[1]] = activations[images, :, :, previous[1]]
+            ablated[(rows, *positions, previous[1])] = \
+                layer_values[(images, *positions, previous[1])]
         else:
-            ablated = activations[images]  # a copy: fancy indexing
-        ablated[rows, :, :, channel] = 0.0
+            ablated = layer_values[images]  # a copy: fancy indexing
+        ablated[(rows, *positions, channel)] = 0.0
         previous = images, channel
-        feed = {graph.activations: ablated, **(feeds or {}), **_rows(image_feeds, images)}
+        feed = {graph.layer_tensor: ablated, **(feeds or {}), **_rows(image_feeds, images)}
         if graph.tail_reads_input:
             feed[graph.net_input] = net_inputs[images]
         explained = run(graph.head.explained, feed)

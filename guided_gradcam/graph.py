@@ -55,6 +55,8 @@ class ExplanationGraph:
     weighted: "MethodMaps"  # the maps of `channel_weights` (fed with A and gbp: no model runs)
     tail_reads_input: bool  # the scores read the input beside A (a skip around the layer)
     eigen_smooth: bool  # every map is the first principal component of w ⊙ A, not its sum
+    unguided: dict  # {activation: count}: what GBP passes with its ordinary gradient
+    region: tf.Tensor = None  # segmentation: float32 [B, H', W'] fed with each image's region
     # The Grad-CAM layer as the model has it (core.tokens): `activations` is a view of
     # `layer_tensor` ([B, T + h·w, K] tokens: the T leading ones dropped, the rest as the
     # (h, w) `grid`); for a 4-D layer the same tensor, tokens and grid None. Feeding
@@ -65,8 +67,6 @@ class ExplanationGraph:
     layer_description: str = None  # the layer for a report line, with its token view
     # Why the attention methods' maps are missing (% methods), where the model has none.
     attention_error: str = None
-    unguided: dict  # {activation: count}: what GBP passes with its ordinary gradient
-    region: tf.Tensor = None  # segmentation: float32 [B, H', W'] fed with each image's region
 
 
 class MethodMaps(collections.namedtuple("MethodMaps", "lowres cam guided")):

@@ -311,3 +311,17 @@ def test_command_line_names_the_layer_and_writes_the_attention_maps(trained, sav
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: layer block1_norm1 has 17 tokens: --grid 5x5; the tokens are T "
                       "leading ones and an h x w grid, T + h·w = 17"], bad.stderr
+
+
+def test_gradient_free_methods_work_on_the_default_token_layer(trained):
+    """Score-CAM masks the input with the patch-token grid's channels; Ablation-CAM feeds the
+    token layer with one channel of its patch tokens zeroed (the leading tokens untouched)."""
+    model, images = trained[0], trained[1][0]
+    methods = ("scorecam", "ablationcam", "eigencam", "eigengradcam")
+    with GuidedGradCam(model, methods=methods, batch_size=7) as explainer:
+        explanation, = explainer.explain(images[:1])
+        grid = explanation.cam_lowres.shape
+        for method in methods:
+            lowres, cam, _ = explanation.maps(method)
+            assert lowres.shape == grid and np.isfinite(lowres).all(), method
+            assert cam.max() == pytest.approx(1.0), method  # not an all-zero map
