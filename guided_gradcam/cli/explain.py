@@ -108,34 +108,32 @@ flags.DEFINE_string("background", None, "Segmentation models: a class (index or 
 FLAGS = flags.FLAGS
 
 
-def parse_input_size(text):
-    """'320x240' → (320, 240) as (height, width); '320' → (320, 320)."""
-    if text is None:
-        return None
+def _parse_hxw(text, square, message):
+    """'HxW' (or 'N' where `square`) → (H, W) positive ints; `message` % text otherwise."""
     parts = text.lower().split("x")
     try:
         size = tuple(int(part) for part in parts)
     except ValueError:
         size = ()
-    if len(size) == 1:
+    if square and len(size) == 1:
         size = size * 2
     if len(size) != 2 or min(size) <= 0:
-        raise GuidedGradCamError("--input_size must be HxW or N, e.g. 320x240; got %r" % text)
+        raise GuidedGradCamError(message % text)
     return size
+
+
+def parse_input_size(text):
+    """'320x240' → (320, 240) as (height, width); '320' → (320, 320)."""
+    if text is None:
+        return None
+    return _parse_hxw(text, True, "--input_size must be HxW or N, e.g. 320x240; got %r")
 
 
 def parse_grid(text):
     """'14x20' → (14, 20) as (height, width) in patch tokens."""
     if text is None:
         return None
-    parts = text.lower().split("x")
-    try:
-        grid = tuple(int(part) for part in parts)
-    except ValueError:
-        grid = ()
-    if len(grid) != 2 or min(grid) <= 0:
-        raise GuidedGradCamError("--grid must be HxW in patch tokens, e.g. 14x20; got %r" % text)
-    return grid
+    return _parse_hxw(text, False, "--grid must be HxW in patch tokens, e.g. 14x20; got %r")
 
 
 def check_writable(folder):

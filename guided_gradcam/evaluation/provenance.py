@@ -14,6 +14,7 @@ import os
 
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.outputs.rendering import write_atomically
+from guided_gradcam.outputs.run_index import read_run
 
 PAGE_DATA, INPUTS_TXT = "evaluation.json", "inputs.txt"
 NOT_COMPARED = frozenset({"checkpoint", "boxes", "batch size", "merged"})
@@ -65,14 +66,7 @@ def inputs_digest(paths):
 
 def read_page_data(output_dir):
     """evaluation.json of a folder as a dict; None without one."""
-    path = os.path.join(output_dir, PAGE_DATA)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        raise GuidedGradCamError("cannot read %s: %s" % (path, error)) from None
+    return read_run(output_dir)
 
 
 def read_settings(output_dir):
