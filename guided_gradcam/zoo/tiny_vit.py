@@ -6,7 +6,14 @@ The model uses Keras' own layers and ops only (no custom classes), so its `.kera
 anywhere: a patch-embedding Conv2D, leading tokens (the class token and register tokens) and
 position embeddings as `Embedding` layers over ids computed in the model, pre-norm blocks of
 `MultiHeadAttention` and a GELU MLP, then a head on the class token (`readout="cls"`) or on the
-mean of all tokens (`readout="pool"`).
+mean of all tokens (`readout="pool"`), after a final LayerNorm unless `final_norm=False`.
+
+Why the known-answer model has no final LayerNorm: a LayerNorm is scale invariant, so the
+gradient of the score at its input is orthogonal to that input. Behind the class token, the
+gradient then points away from what the class token has read (the square), and Grad-CAM's
+first-order weights score the tokens it has not read: on the trained tiny ViT, Grad-CAM's peak
+on the default layer lies in the square for 46 % of held-out images with a final norm and 100 %
+without (the attention methods: 95-100 % either way).
 
 The task: a dark noisy image with one bright square on the patch grid; its class is where the
 square is (one class per patch position, row by row), and one more class for no square.
@@ -17,7 +24,7 @@ CELLS = (4, 4)  # the squares' positions: the 4 x 4 patches of a 32 x 32 image, 
 
 
 def build_vit(input_size=(32, 32), patch=8, dim=32, blocks=2, heads=4, leading_tokens=1,
-              classes=CELLS[0] * CELLS[1] + 1, readout="cls", seed=0, name="tiny_vit"):
+              classes=CELLS[0] * CELLS[1] + 1, readout="cls", final_norm=True, seed=0, name="tiny_vit"):
     """The Keras model: softmax scores over `classes`. `leading_tokens` = the class token plus
     register tokens, all in front of the patch tokens."""
     import keras
@@ -47,7 +54,8 @@ def build_vit(input_size=(32, 32), patch=8, dim=32, blocks=2, heads=4, leading_t
         h = layers.Dense(2 * dim, activation="gelu", name="block%d_mlp1" % block)(h)
         h = layers.Dense(dim, name="block%d_mlp2" % block)(h)
         x = layers.Add(name="block%d_out" % block)([x, h])
-    x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    if final_norm:
+        x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
     if readout == "cls":
         x = x[:, 0]
     else:
