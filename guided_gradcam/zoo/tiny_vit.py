@@ -10,8 +10,8 @@ mean of all tokens (`readout="pool"`), after a final LayerNorm unless `final_nor
 
 Why the known-answer model has no final LayerNorm: a LayerNorm is scale invariant, so the
 gradient of the score at its input is orthogonal to that input. Behind the class token, the
-gradient then points away from what the class token has read (the square), and Grad-CAM's
-first-order weights score the tokens it has not read: on the trained tiny ViT, Grad-CAM's peak
+gradient has no component along what the class token has read (the square), and Grad-CAM's
+first-order weights favour the tokens it has not read: on the trained tiny ViT, Grad-CAM's peak
 on the default layer lies in the square for 46 % of held-out images with a final norm and 100 %
 without (the attention methods: 95-100 % either way).
 
