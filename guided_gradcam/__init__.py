@@ -7,7 +7,7 @@ import importlib
 
 _EXPORTS = {
     "GuidedGradCam": "guided_gradcam.explainer",
-    "Explanation": "guided_gradcam.explainer",
+    "Explanation": "guided_gradcam.explanation",
     "GuidedGradCamError": "guided_gradcam.errors",
     "EmptyRegionError": "guided_gradcam.segmentation",
     "NETWORKS": "guided_gradcam.zoo.networks",

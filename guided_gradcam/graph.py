@@ -8,7 +8,6 @@ is built in a second backward pass over that tail inside `plain_gradients()`, wh
 very same override gradient functions emit the ordinary ReLU gradient; elsewhere (MobileNet,
 ResNet) the one backward pass to the input passes A with nothing guided on the way.
 """
-import collections
 import dataclasses
 
 import tensorflow.compat.v1 as tf
@@ -18,6 +17,7 @@ from guided_gradcam.core import activations as activations_report
 from guided_gradcam.methods import GRADCAM, REGISTRY
 from guided_gradcam.methods.base import ACTIVATIONS_AND_GRADIENTS, ATTENTION, combine
 from guided_gradcam.core.attention import AttentionMaps
+from guided_gradcam.explanation import MethodMaps
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.core.graph_paths import ancestor_ops, ops_between, reads
 from guided_gradcam.core.guided_relu import OVERRIDE_MAP, guided_override, plain_gradients
@@ -67,11 +67,6 @@ class ExplanationGraph:
     layer_description: str = None  # the layer for a report line, with its token view
     # Why the attention methods' maps are missing (% methods), where the model has none.
     attention_error: str = None
-
-
-class MethodMaps(collections.namedtuple("MethodMaps", "lowres cam guided")):
-    """One CAM method's maps of one image: (h, w) unnormalised, (H, W) upsampled and divided by
-    its max, and (H, W, C) = gbp ⊙ cam (its guided version)."""
 
 
 def _upsample_and_normalise(lowres, height, width):

@@ -27,7 +27,7 @@ from guided_gradcam.evaluation.metric import Photo
 from guided_gradcam.evaluation.metrics import METRICS, REGISTRY
 # The results are defined apart (no TensorFlow), for reading them back from the CSV files.
 from guided_gradcam.evaluation.results import ClassResult, PhotoResult  # noqa: F401
-from guided_gradcam.explainer import top_classes
+from guided_gradcam.explanation import top_classes
 from guided_gradcam.segmentation import ScoredOverRegions
 
 

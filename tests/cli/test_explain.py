@@ -382,7 +382,7 @@ def test_unknown_layer_lists_every_layer_one_a_line_with_its_size_nearest_first(
 
 
 def _explanation(probabilities, label=0, counterfactual=False, cam_lowres=None):
-    from guided_gradcam.explainer import Explanation
+    from guided_gradcam.explanation import Explanation
 
     maps = np.zeros((4, 4), np.float32)
     probabilities = np.asarray(probabilities, np.float32)

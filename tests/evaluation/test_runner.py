@@ -69,8 +69,10 @@ def test_curve_points_equal_inputs_built_by_hand_whatever_the_batch(explainer, c
     step = 224 * 40  # 6 points, the last one partial
     curves = [(order, "deletion", TIGER_CAT), (order, "insertion", TIGER_CAT)]
     scores = curve_scores(explainer, net_input, curves, step, batch_size=4)
+    # Batches of 16 against batches of 4: oneDNN blocks the convolutions by batch, so
+    # probabilities near 0.5 round differently (measured up to 1.1e-6; 1e-6 once failed): 9x.
     np.testing.assert_allclose(curve_scores(explainer, net_input, curves, step, batch_size=16),
-                               scores, rtol=0, atol=1e-6)
+                               scores, rtol=0, atol=1e-5)
     # By hand: the top k*step pixels zeroed (deletion), or restored onto the blur (insertion).
     taps = np.exp(-0.5 * (np.arange(-5, 6) / 5.0) ** 2)
     taps /= taps.sum()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from guided_gradcam import load_photo
-from guided_gradcam.explainer import Explanation
+from guided_gradcam.explanation import Explanation
 from guided_gradcam.outputs.figures import (
     class_figure, draw_box, format_table, map_correlations, pearson, stack_figures)
 
@@ -116,7 +116,7 @@ os.replace = recording
 spec = importlib.util.spec_from_file_location("make_figures", sys.argv[1])
 make_figures = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(make_figures)
-from guided_gradcam.explainer import Explanation
+from guided_gradcam.explanation import Explanation
 
 def explanation(label, counterfactual):
     rng = np.random.default_rng(label + counterfactual)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from guided_gradcam.explainer import Explanation
+from guided_gradcam.explanation import Explanation
 from guided_gradcam.outputs.files import OUTPUT_KINDS, output_paths, render_outputs, save_outputs
 from guided_gradcam.outputs.rendering import gradient_to_image, jet, overlay_on_photo
 
@@ -47,7 +47,7 @@ def test_every_file_is_written_beside_and_renamed_into_place(tmp_path, renames, 
 
 def _family_explanation(size, methods):
     """An explanation of a size x size input with the Grad-CAM family members `methods`."""
-    from guided_gradcam.graph import MethodMaps
+    from guided_gradcam.explanation import MethodMaps
 
     rng = np.random.default_rng(size)
     maps = {}

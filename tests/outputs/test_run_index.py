@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from guided_gradcam.explainer import Explanation
+from guided_gradcam.explanation import Explanation
 from guided_gradcam.labels import LabelSpace
 from guided_gradcam.outputs.files import output_paths
 from guided_gradcam.cli.pipeline import plan_jobs, run_jobs, targets_for
