@@ -3,6 +3,11 @@ and session: Score-CAM's masked inputs (the whole network) and Ablation-CAM's ab
 activations (only the network's tail after the Grad-CAM layer). Each (image, channel) pair is
 one input; pairs of every image of a batch share runs of `batch_size`, so memory stays flat
 whatever the number of channels K is. Numpy on the host; the graph only runs the model.
+
+A MobileNet tail run takes a few milliseconds, so the host's work per run is kept to what
+changes: each run's inputs are written in place into one buffer of `batch_size` rows (aligned
+so that TF feeds it without a copy), an ablated row only has its previous channel restored
+and its new one zeroed, and per-image feeds are rewritten only where a row's image changes.
 """
 import os
 import time
@@ -10,6 +15,10 @@ import time
 import numpy as np
 
 from guided_gradcam.methods import scorecam
+
+# TF feeds an array whose data start at a multiple of 64 bytes as it is; a misaligned one
+# (numpy's large arrays start 16 bytes past a page) is copied into a new tensor every run.
+ALIGNMENT = 64
 
 
 class PassProgress:
@@ -34,20 +43,55 @@ class PassProgress:
         self.stream.flush()
 
 
+def aligned_empty(shape, dtype=np.float32):
+    """An uninitialised C-contiguous array whose data start at a multiple of ALIGNMENT."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
+class RowBuffer:
+    """Per-image values [B, ...] laid out per run: row r holds the values of the image of the
+    run's pair r, copied only when that image changes (image-major pairs: rarely)."""
+
+    def __init__(self, values, rows):
+        self.values = values
+        self.buffer = aligned_empty((rows,) + values.shape[1:], values.dtype)
+        self.held = np.full(rows, -1)  # the image each row holds, -1: none yet
+
+    def stale(self, images):
+        """The rows whose image is not that of `images` (one image per row)."""
+        return np.flatnonzero(self.held[:len(images)] != images)
+
+    def rows(self, images):
+        """The buffer's first len(images) rows, holding the values of `images`."""
+        for row in self.stale(images):
+            self.buffer[row] = self.values[images[row]]
+            self.held[row] = images[row]
+        return self.buffer[:len(images)]
+
+
 def _pairs(channel_lists):
     """(images, channels) index arrays of every (image, channel) pair, image-major."""
     images = np.concatenate([np.full(len(c), b) for b, c in enumerate(channel_lists)])
     return images.astype(int), np.concatenate(channel_lists).astype(int)
 
 
-def _rows(image_feeds, images):
-    """Per-image feeds for the passes of `images` (one row each)."""
-    return {tensor: values[images] for tensor, values in (image_feeds or {}).items()}
-
-
 def _chunks(count, batch_size):
     return (slice(start, min(start + batch_size, count))
             for start in range(0, count, batch_size))
+
+
+def _image_runs(images):
+    """(image, first row, end row) of each run of equal images in `images`."""
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(images)) + 1, [len(images)]])
+    return [(images[start], start, end) for start, end in zip(starts[:-1], starts[1:])]
+
+
+def _row_feeds(image_feeds, rows):
+    """{tensor: RowBuffer} of the per-image feeds (a segmentation image's region)."""
+    return {tensor: RowBuffer(values, rows) for tensor, values in (image_feeds or {}).items()}
 
 
 def masked_input_scores(run, graph, net_inputs, activations, targets, batch_size, channels=None,
@@ -60,13 +104,18 @@ def masked_input_scores(run, graph, net_inputs, activations, targets, batch_size
     chosen = [scorecam.chosen_channels(a, channels) for a in activations]
     image_of, channel_of = _pairs(chosen)
     scores = np.full((len(activations), activations.shape[-1]), np.nan, np.float32)
+    rows = min(batch_size, len(image_of))
+    masked = aligned_empty((rows,) + net_inputs.shape[1:], net_inputs.dtype)
+    per_image = _row_feeds(image_feeds, rows)
     report = PassProgress("score-cam masked inputs", len(image_of), progress)
     for chunk in _chunks(len(image_of), batch_size):
         images, channel = image_of[chunk], channel_of[chunk]
         masks = scorecam.channel_masks(activations[images, :, :, channel], height, width)
+        for image, start, end in _image_runs(images):  # the input broadcast, not gathered
+            np.multiply(net_inputs[image], masks[start:end, :, :, None], out=masked[start:end])
         explained = run(graph.head.explained, {
-            graph.net_input: net_inputs[images] * masks[..., None], **(feeds or {}),
-            **_rows(image_feeds, images)})
+            graph.net_input: masked[:len(images)], **(feeds or {}),
+            **{tensor: buffer.rows(images) for tensor, buffer in per_image.items()}})
         scores[images, channel] = explained[np.arange(len(images)), targets[images]]
         report.update(chunk.stop)
     return scores
@@ -83,24 +132,38 @@ def ablated_scores(run, graph, net_inputs, layer_values, targets, batch_size, fe
     positions = (slice(None),) * (layer_values.ndim - 2) if graph.tokens is None else \
         (slice(graph.tokens, None),)
     image_of, channel_of = _pairs([np.arange(channels)] * count)
+    target_of = targets[image_of]
     scores = np.empty((count, channels), np.float32)
+    size = min(batch_size, len(image_of))
+    ablated = RowBuffer(layer_values, size)
+    zeroed = np.full(size, -1)  # the channel each row has set to zero, -1: none
+    per_image = _row_feeds({graph.net_input: net_inputs} if graph.tail_reads_input else {},
+                           size)
+    per_image.update(_row_feeds(image_feeds, size))
+    feed = dict(feeds or {})  # one dict, its changing entries replaced per run
     report = PassProgress("ablation-cam tail passes", len(image_of), progress)
-    ablated, previous = None, None
+    previous = None
     for chunk in _chunks(len(image_of), batch_size):
         images, channel = image_of[chunk], channel_of[chunk]
         rows = np.arange(len(images))
-        if previous is not None and np.array_equal(previous[0], images):
-            # The same images as the last run: restore its channels, not the whole copy.
-            ablated[(rows, *positions, previous[1])] = \
-                layer_values[(images, *positions, previous[1])]
+        if previous is not None and np.array_equal(previous, images):
+            # The common case (K ≥ batch_size): the same rows; only their channels change.
+            values = ablated.buffer[:len(images)]
+            values[(rows, *positions, zeroed)] = layer_values[(images, *positions, zeroed)]
         else:
-            ablated = layer_values[images]  # a copy: fancy indexing
-        ablated[(rows, *positions, channel)] = 0.0
-        previous = images, channel
-        feed = {graph.layer_tensor: ablated, **(feeds or {}), **_rows(image_feeds, images)}
-        if graph.tail_reads_input:
-            feed[graph.net_input] = net_inputs[images]
+            # Rows that keep their image get their last channel back; the others are rewritten.
+            kept = np.flatnonzero((zeroed[:len(images)] >= 0) &
+                                  (ablated.held[:len(images)] == images))
+            ablated.buffer[(kept, *positions, zeroed[kept])] = \
+                layer_values[(images[kept], *positions, zeroed[kept])]
+            values = ablated.rows(images)
+            feed.update({tensor: buffer.rows(images) for tensor, buffer in per_image.items()})
+            feed[graph.layer_tensor] = values
+            zeroed = zeroed[:len(images)]
+            previous = images
+        values[(rows, *positions, channel)] = 0.0
+        zeroed[:] = channel
         explained = run(graph.head.explained, feed)
-        scores[images, channel] = explained[np.arange(len(images)), targets[images]]
+        scores[images, channel] = explained[rows, target_of[chunk]]
         report.update(chunk.stop)
     return scores
