@@ -89,6 +89,11 @@ def _image_runs(images):
     return [(images[start], start, end) for start, end in zip(starts[:-1], starts[1:])]
 
 
+def _targets(targets, image_of):
+    """The explained column of each pair, fed as its label: the run fetches y^c alone."""
+    return np.ascontiguousarray(targets[image_of], np.int32)
+
+
 def _row_feeds(image_feeds, rows):
     """{tensor: RowBuffer} of the per-image feeds (a segmentation image's region)."""
     return {tensor: RowBuffer(values, rows) for tensor, values in (image_feeds or {}).items()}
@@ -103,20 +108,21 @@ def masked_input_scores(run, graph, net_inputs, activations, targets, batch_size
     height, width = net_inputs.shape[1:3]
     chosen = [scorecam.chosen_channels(a, channels) for a in activations]
     image_of, channel_of = _pairs(chosen)
+    target_of = _targets(targets, image_of)
     scores = np.full((len(activations), activations.shape[-1]), np.nan, np.float32)
-    rows = min(batch_size, len(image_of))
-    masked = aligned_empty((rows,) + net_inputs.shape[1:], net_inputs.dtype)
-    per_image = _row_feeds(image_feeds, rows)
+    size = min(batch_size, len(image_of))
+    masked = aligned_empty((size,) + net_inputs.shape[1:], net_inputs.dtype)
+    per_image = _row_feeds(image_feeds, size)
+    feed = dict(feeds or {})  # one dict, its changing entries replaced per run
     report = PassProgress("score-cam masked inputs", len(image_of), progress)
     for chunk in _chunks(len(image_of), batch_size):
         images, channel = image_of[chunk], channel_of[chunk]
         masks = scorecam.channel_masks(activations[images, :, :, channel], height, width)
         for image, start, end in _image_runs(images):  # the input broadcast, not gathered
             np.multiply(net_inputs[image], masks[start:end, :, :, None], out=masked[start:end])
-        explained = run(graph.head.explained, {
-            graph.net_input: masked[:len(images)], **(feeds or {}),
-            **{tensor: buffer.rows(images) for tensor, buffer in per_image.items()}})
-        scores[images, channel] = explained[np.arange(len(images)), targets[images]]
+        feed.update({graph.net_input: masked[:len(images)], graph.labels: target_of[chunk]})
+        feed.update({tensor: buffer.rows(images) for tensor, buffer in per_image.items()})
+        scores[images, channel] = run(graph.target_scores, feed)
         report.update(chunk.stop)
     return scores
 
@@ -129,41 +135,44 @@ def ablated_scores(run, graph, net_inputs, layer_values, targets, batch_size, fe
     runs (the input too, only where the tail reads it beside the layer)."""
     count, channels = layer_values.shape[0], layer_values.shape[-1]
     # Where channel k lives: every position of a 4-D layer, the patch tokens of a token layer.
-    positions = (slice(None),) * (layer_values.ndim - 2) if graph.tokens is None else \
-        (slice(graph.tokens, None),)
+    positions = () if graph.tokens is None else (slice(graph.tokens, None),)
     image_of, channel_of = _pairs([np.arange(channels)] * count)
-    target_of = targets[image_of]
+    target_of = _targets(targets, image_of)
     scores = np.empty((count, channels), np.float32)
     size = min(batch_size, len(image_of))
     ablated = RowBuffer(layer_values, size)
+    # Channel-first views [B, K, ...]: numpy indexes (row, channel) pairs there ~2.5x faster.
+    by_channel, values_by_channel = np.moveaxis(ablated.buffer, -1, 1), \
+        np.moveaxis(layer_values, -1, 1)
     zeroed = np.full(size, -1)  # the channel each row has set to zero, -1: none
     per_image = _row_feeds({graph.net_input: net_inputs} if graph.tail_reads_input else {},
                            size)
     per_image.update(_row_feeds(image_feeds, size))
     feed = dict(feeds or {})  # one dict, its changing entries replaced per run
     report = PassProgress("ablation-cam tail passes", len(image_of), progress)
-    previous = None
+    previous = None  # the image of the last run's rows, where they were all one image's
+    every_row = np.arange(size)
     for chunk in _chunks(len(image_of), batch_size):
         images, channel = image_of[chunk], channel_of[chunk]
-        rows = np.arange(len(images))
-        if previous is not None and np.array_equal(previous, images):
-            # The common case (K ≥ batch_size): the same rows; only their channels change.
-            values = ablated.buffer[:len(images)]
-            values[(rows, *positions, zeroed)] = layer_values[(images, *positions, zeroed)]
+        rows = every_row[:len(images)]
+        if previous is not None and images[0] == previous == images[-1] and \
+                len(images) == len(zeroed):
+            # The common case (K ≥ batch_size): one image's rows; only their channels change.
+            by_channel[(rows, zeroed, *positions)] = values_by_channel[(previous, zeroed,
+                                                                        *positions)]
         else:
             # Rows that keep their image get their last channel back; the others are rewritten.
             kept = np.flatnonzero((zeroed[:len(images)] >= 0) &
                                   (ablated.held[:len(images)] == images))
-            ablated.buffer[(kept, *positions, zeroed[kept])] = \
-                layer_values[(images[kept], *positions, zeroed[kept])]
-            values = ablated.rows(images)
+            by_channel[(kept, zeroed[kept], *positions)] = \
+                values_by_channel[(images[kept], zeroed[kept], *positions)]
+            feed[graph.layer_tensor] = ablated.rows(images)
             feed.update({tensor: buffer.rows(images) for tensor, buffer in per_image.items()})
-            feed[graph.layer_tensor] = values
             zeroed = zeroed[:len(images)]
-            previous = images
-        values[(rows, *positions, channel)] = 0.0
+            previous = images[0] if images[0] == images[-1] else None
+        by_channel[(rows, channel, *positions)] = 0.0
         zeroed[:] = channel
-        explained = run(graph.head.explained, feed)
-        scores[images, channel] = explained[rows, target_of[chunk]]
+        feed[graph.labels] = target_of[chunk]
+        scores[images, channel] = run(graph.target_scores, feed)
         report.update(chunk.stop)
     return scores
