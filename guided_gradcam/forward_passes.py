@@ -89,11 +89,6 @@ def _image_runs(images):
     return [(images[start], start, end) for start, end in zip(starts[:-1], starts[1:])]
 
 
-def _targets(targets, image_of):
-    """The explained column of each pair, fed as its label: the run fetches y^c alone."""
-    return np.ascontiguousarray(targets[image_of], np.int32)
-
-
 def _row_feeds(image_feeds, rows):
     """{tensor: RowBuffer} of the per-image feeds (a segmentation image's region)."""
     return {tensor: RowBuffer(values, rows) for tensor, values in (image_feeds or {}).items()}
@@ -108,21 +103,23 @@ def masked_input_scores(run, graph, net_inputs, activations, targets, batch_size
     height, width = net_inputs.shape[1:3]
     chosen = [scorecam.chosen_channels(a, channels) for a in activations]
     image_of, channel_of = _pairs(chosen)
-    target_of = _targets(targets, image_of)
+    target_of = targets[image_of]
     scores = np.full((len(activations), activations.shape[-1]), np.nan, np.float32)
     size = min(batch_size, len(image_of))
     masked = aligned_empty((size,) + net_inputs.shape[1:], net_inputs.dtype)
     per_image = _row_feeds(image_feeds, size)
     feed = dict(feeds or {})  # one dict, its changing entries replaced per run
+    every_row = np.arange(size)
     report = PassProgress("score-cam masked inputs", len(image_of), progress)
     for chunk in _chunks(len(image_of), batch_size):
         images, channel = image_of[chunk], channel_of[chunk]
         masks = scorecam.channel_masks(activations[images, :, :, channel], height, width)
         for image, start, end in _image_runs(images):  # the input broadcast, not gathered
             np.multiply(net_inputs[image], masks[start:end, :, :, None], out=masked[start:end])
-        feed.update({graph.net_input: masked[:len(images)], graph.labels: target_of[chunk]})
+        feed[graph.net_input] = masked[:len(images)]
         feed.update({tensor: buffer.rows(images) for tensor, buffer in per_image.items()})
-        scores[images, channel] = run(graph.target_scores, feed)
+        explained = run(graph.head.explained, feed)
+        scores[images, channel] = explained[every_row[:len(images)], target_of[chunk]]
         report.update(chunk.stop)
     return scores
 
@@ -137,7 +134,7 @@ def ablated_scores(run, graph, net_inputs, layer_values, targets, batch_size, fe
     # Where channel k lives: every position of a 4-D layer, the patch tokens of a token layer.
     positions = () if graph.tokens is None else (slice(graph.tokens, None),)
     image_of, channel_of = _pairs([np.arange(channels)] * count)
-    target_of = _targets(targets, image_of)
+    target_of = targets[image_of]
     scores = np.empty((count, channels), np.float32)
     size = min(batch_size, len(image_of))
     ablated = RowBuffer(layer_values, size)
@@ -172,7 +169,9 @@ def ablated_scores(run, graph, net_inputs, layer_values, targets, batch_size, fe
             previous = images[0] if images[0] == images[-1] else None
         by_channel[(rows, channel, *positions)] = 0.0
         zeroed[:] = channel
-        feed[graph.labels] = target_of[chunk]
-        scores[images, channel] = run(graph.target_scores, feed)
+        # y^c picked here: fetching graph.target_scores (the column fed as a label) costs
+        # its argmax and gather ops more per run than this indexing.
+        explained = run(graph.head.explained, feed)
+        scores[images, channel] = explained[rows, target_of[chunk]]
         report.update(chunk.stop)
     return scores
