@@ -124,6 +124,18 @@ def masked_input_scores(run, graph, net_inputs, activations, targets, batch_size
     return scores
 
 
+def _diagonals(by_channel):
+    """A writable view [K - n + 1, n, ...] of the channel-first buffer [n, K, ...] whose
+    element [c, r] is the buffer's [r, c + r]: row r's channel c + r, for every r at once, so
+    a run of one image's consecutive channels is ablated and restored by basic slicing (the
+    views overlap across c, and are only written one c at a time)."""
+    rows, channels = by_channel.shape[:2]
+    return np.lib.stride_tricks.as_strided(
+        by_channel, (channels - rows + 1, rows) + by_channel.shape[2:],
+        (by_channel.strides[1], by_channel.strides[0] + by_channel.strides[1])
+        + by_channel.strides[2:], writeable=True)
+
+
 def ablated_scores(run, graph, net_inputs, layer_values, targets, batch_size, feeds=None,
                    progress=None, image_feeds=None):
     """Ablation-CAM's y^c_k [B, K]: the score with channel k of the image's A set to zero, the
@@ -141,37 +153,43 @@ def ablated_scores(run, graph, net_inputs, layer_values, targets, batch_size, fe
     # Channel-first views [B, K, ...]: numpy indexes (row, channel) pairs there ~2.5x faster.
     by_channel, values_by_channel = np.moveaxis(ablated.buffer, -1, 1), \
         np.moveaxis(layer_values, -1, 1)
+    diagonals = _diagonals(by_channel) if size <= channels else None
     zeroed = np.full(size, -1)  # the channel each row has set to zero, -1: none
     per_image = _row_feeds({graph.net_input: net_inputs} if graph.tail_reads_input else {},
                            size)
     per_image.update(_row_feeds(image_feeds, size))
     feed = dict(feeds or {})  # one dict, its changing entries replaced per run
     report = PassProgress("ablation-cam tail passes", len(image_of), progress)
-    previous = None  # the image of the last run's rows, where they were all one image's
+    previous = None  # (image, first channel) of the last run, where it was a full diagonal
     every_row = np.arange(size)
     for chunk in _chunks(len(image_of), batch_size):
         images, channel = image_of[chunk], channel_of[chunk]
-        rows = every_row[:len(images)]
-        if previous is not None and images[0] == previous == images[-1] and \
-                len(images) == len(zeroed):
-            # The common case (K ≥ batch_size): one image's rows; only their channels change.
-            by_channel[(rows, zeroed, *positions)] = values_by_channel[(previous, zeroed,
-                                                                        *positions)]
+        first = channel[0]
+        if previous is not None and len(images) == size and \
+                previous[0] == images[0] == images[-1]:
+            # The common case (K ≥ batch_size): the same image in every row, whose channels
+            # (consecutive, one per row) move on by `size`.
+            image, last = previous
+            diagonals[last] = values_by_channel[image, last:last + size]
+            diagonals[(first, slice(None), *positions)] = 0.0
+            zeroed[:] = channel
+            explained = run(graph.head.explained, feed)
+            scores[image, first:first + size] = explained[:, targets[image]]
+            previous = image, first
         else:
+            rows = every_row[:len(images)]
             # Rows that keep their image get their last channel back; the others are rewritten.
             kept = np.flatnonzero((zeroed[:len(images)] >= 0) &
                                   (ablated.held[:len(images)] == images))
-            by_channel[(kept, zeroed[kept], *positions)] = \
-                values_by_channel[(images[kept], zeroed[kept], *positions)]
+            by_channel[(kept, zeroed[kept])] = values_by_channel[(images[kept], zeroed[kept])]
             feed[graph.layer_tensor] = ablated.rows(images)
             feed.update({tensor: buffer.rows(images) for tensor, buffer in per_image.items()})
+            by_channel[(rows, channel, *positions)] = 0.0
             zeroed = zeroed[:len(images)]
-            previous = images[0] if images[0] == images[-1] else None
-        by_channel[(rows, channel, *positions)] = 0.0
-        zeroed[:] = channel
-        # y^c picked here: fetching graph.target_scores (the column fed as a label) costs
-        # its argmax and gather ops more per run than this indexing.
-        explained = run(graph.head.explained, feed)
-        scores[images, channel] = explained[rows, target_of[chunk]]
+            zeroed[:] = channel
+            explained = run(graph.head.explained, feed)
+            scores[images, channel] = explained[rows, target_of[chunk]]
+            previous = (images[0], first) if len(images) == size and \
+                images[0] == images[-1] else None
         report.update(chunk.stop)
     return scores
