@@ -41,11 +41,14 @@ def channel_masks(maps, height, width):
     [0, 1]; a constant map masks everything (0), as 0/0 must not become NaN."""
     rows = bilinear_matrix(height, maps.shape[1]).astype(np.float32)
     columns = bilinear_matrix(width, maps.shape[2]).astype(np.float32)
-    upsampled = rows @ maps.astype(np.float32) @ columns.T  # [n, H, W]
-    low = upsampled.min(axis=(1, 2), keepdims=True)
-    spread = upsampled.max(axis=(1, 2), keepdims=True) - low
-    masks = np.divide(upsampled - low, spread, out=np.zeros_like(upsampled), where=spread > 0)
-    return masks.astype(np.float32)
+    masks = rows @ maps.astype(np.float32) @ columns.T  # [n, H, W]
+    low = masks.min(axis=(1, 2), keepdims=True)
+    spread = masks.max(axis=(1, 2), keepdims=True) - low
+    # In place, and no `where=` (which is not vectorised): a constant map is 0 - 0 = 0 divided
+    # by inf.
+    masks -= low
+    masks /= np.where(spread > 0, spread, np.inf)
+    return masks
 
 
 def chosen_channels(activations, count=None):

@@ -373,3 +373,11 @@ def test_passes_feed_at_most_batch_size_inputs_whatever_the_channel_count(small)
         pairs = activations.shape[0] * activations.shape[-1]
         assert max(fed) == batch_size and len(fed) >= 2 * pairs / batch_size
         assert np.isfinite(masked).all() and np.isfinite(ablated).all()
+
+
+def test_gradient_free_methods_add_no_ops_to_the_graph(small):
+    """The passes feed the graph built once per explainer; it is finalized, and stays so."""
+    graph = small.explainer.graph.graph
+    operations = len(graph.get_operations())
+    small.explainer.explain(small.images, LABELS, methods=GRADIENT_FREE)
+    assert graph.finalized and len(graph.get_operations()) == operations
