@@ -19,7 +19,7 @@ def measure(network, weights, checkpoint_of, interleaved_times, results):
     import_tensorflow_quietly()
     import numpy as np
 
-    from guided_gradcam import GuidedGradCam
+    from guided_gradcam import GuidedGradCam, forward_passes
     from guided_gradcam.methods import scorecam
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -34,8 +34,12 @@ def measure(network, weights, checkpoint_of, interleaved_times, results):
     chosen = scorecam.chosen_channels(activations[0], explainer.score_cam_channels)
     masks = scorecam.channel_masks(activations[0][..., chosen[:BATCH]].transpose(2, 0, 1),
                                    *explainer.input_size)
-    masked = net_input * masks[..., None]
-    ablated = np.repeat(activations, BATCH, axis=0)
+    # The floors' arrays are 64-byte aligned as the passes' own buffer is: TF copies a
+    # misaligned feed, and the floor would pay a copy the methods do not.
+    masked = forward_passes.aligned_empty((BATCH,) + net_input.shape[1:])
+    np.multiply(net_input, masks[..., None], out=masked)
+    ablated = forward_passes.aligned_empty((BATCH,) + activations.shape[1:])
+    ablated[...] = activations
     ablated[np.arange(BATCH), :, :, np.arange(BATCH)] = 0.0
     masked_runs, tail_runs = -(-len(chosen) // BATCH), -(-channels // BATCH)
 
