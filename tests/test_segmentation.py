@@ -19,22 +19,15 @@ from conftest import run_cli
 from guided_gradcam import GuidedGradCam
 from guided_gradcam.core.tf_eager import eager
 from guided_gradcam import EmptyRegionError
-from helpers import SEGMENTATION_SIZE as SIZE, build_and_train_segmentation as build_and_train
+from helpers import SEGMENTATION_SIZE as SIZE
 from helpers import scenes
 
 SQUARE, DISC = 1, 2
-NAMES = ("background", "square", "disc")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("segmentation")
-    with eager():
-        model = build_and_train()
-        model.save(folder / "seg.keras")
-        model.export(str(folder / "seg_savedmodel"), verbose=False)
-    (folder / "names.txt").write_text("\n".join(NAMES) + "\n")
-    return model, folder
+def trained(trained_segmentation):
+    return trained_segmentation  # conftest.py: trained once for every segmentation test file
 
 
 @pytest.fixture(scope="module", params=["in_memory", "keras_file", "saved_model"])
