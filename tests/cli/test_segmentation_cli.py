@@ -87,3 +87,51 @@ def test_no_tensorflow_log_line_with_onednn_on(trained_segmentation, tmp_path, m
                   tmp_path / "out")
     assert run.returncode == 0, run.stderr
     assert not TF_CHATTER.search(run.stderr), run.stderr
+
+
+def _evaluate(args, output_dir):
+    """evaluate.py as a user runs it (TF's log level unset)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GUIDED_GRADCAM_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")}
+    return subprocess.run(
+        [sys.executable, "evaluate.py", *map(str, args), "--output_dir", str(output_dir)],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
+        timeout=300)
+
+
+def test_evaluate_localisation_without_boxes_on_the_regions_only_for_segmentation(
+        trained_segmentation, tmp_path):
+    """--metrics localisation without --boxes: a segmentation model is measured against its
+    regions (pointing and top-1 filled); a classifier is refused in one line."""
+    import keras
+
+    from guided_gradcam.core.tf_eager import eager
+
+    model, folder = trained_segmentation
+    _photos(tmp_path)
+    run = _evaluate(["--model", folder / "seg.keras", "--labels_file", folder / "names.txt",
+                     "--metrics", "localisation", "--label", "square", "--tolerance", "0",
+                     "--image", tmp_path / "scene0.png", "--image", tmp_path / "scene1.png"],
+                    tmp_path / "seg")
+    assert run.returncode == 0 and not _errors(run), run.stderr
+    with open(tmp_path / "seg" / "evaluation.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    for row in rows:
+        assert row["class_name"] == "square"
+        assert row["pointing_gradcam"] == "true", row  # the peak on the square (measured)
+        assert row["top1_localised"] in ("true", "false"), row
+    with eager():
+        pooled = keras.layers.GlobalAveragePooling2D()(model.get_layer("decoder").output)
+        classifier = keras.Model(model.input, keras.layers.Dense(3, activation="softmax")(pooled))
+        classifier.save(tmp_path / "classifier.keras")
+    run = _evaluate(["--model", tmp_path / "classifier.keras", "--metrics", "localisation",
+                     "--image", tmp_path / "scene0.png"], tmp_path / "classifier")
+    assert run.returncode == 1
+    errors = _errors(run)
+    assert len(errors) == 1 and "--metrics localisation needs --boxes DIR" in errors[0], errors
