@@ -97,3 +97,22 @@ def run_cli(args, output_dir):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     completed.output_dir = output_dir
     return completed
+
+
+SEGMENTATION_NAMES = ("background", "square", "disc")
+
+
+@pytest.fixture(scope="session")
+def trained_segmentation(tmp_path_factory):
+    """(the tiny encoder-decoder of helpers.py trained on squares and discs, a folder with it
+    as seg.keras and seg_savedmodel, and names.txt): trained once for every test file."""
+    from guided_gradcam.core.tf_eager import eager
+    from helpers import build_and_train_segmentation
+
+    folder = tmp_path_factory.mktemp("segmentation")
+    with eager():
+        model = build_and_train_segmentation()
+        model.save(folder / "seg.keras")
+        model.export(str(folder / "seg_savedmodel"), verbose=False)
+    (folder / "names.txt").write_text("\n".join(SEGMENTATION_NAMES) + "\n")
+    return model, folder

@@ -13,6 +13,7 @@ from absl import flags
 
 from guided_gradcam.cli import common
 from guided_gradcam.cli import explain as cli
+from guided_gradcam.core.tasks import SEGMENTATION
 from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import metrics
 
@@ -133,15 +134,23 @@ def parse_baselines(text):
     return baselines
 
 
+def check_boxes_given(chosen, task=None):
+    """--metrics asked for a metric on boxes without --boxes: refused, unless the model is a
+    segmentation model (its regions are the ground truth)."""
+    on_boxes = [name for name in chosen if metrics.REGISTRY[name].needs_boxes]
+    if on_boxes and FLAGS.boxes is None and FLAGS["metrics"].present and task != SEGMENTATION:
+        raise GuidedGradCamError("--metrics %s needs --boxes DIR (or a segmentation model, "
+                                 "whose regions it measures against)" % ",".join(on_boxes))
+
+
 def _settings():
     baselines = parse_baselines(FLAGS.baseline)  # before the runner imports TensorFlow
     from guided_gradcam.evaluation.runner import Settings
     from guided_gradcam.methods import parse_methods
 
     chosen = metrics.parse_metrics(FLAGS.metrics)
-    on_boxes = [name for name in chosen if metrics.REGISTRY[name].needs_boxes]
-    if on_boxes and FLAGS.boxes is None and FLAGS["metrics"].present:
-        raise GuidedGradCamError("--metrics %s needs --boxes DIR" % ",".join(on_boxes))
+    if FLAGS.model is None:  # a network is a classifier; a model's task is known once loaded
+        check_boxes_given(chosen)
     if FLAGS.boxes is not None and not os.path.exists(FLAGS.boxes):
         raise GuidedGradCamError("--boxes %s is neither a folder of XML files nor a "
                                  "LOC_val_solution.csv file" % FLAGS.boxes)
@@ -239,6 +248,7 @@ def main(argv):
             from guided_gradcam.evaluation.runner import Evaluator, map_names
             from guided_gradcam.outputs.run_index import RunIndex
 
+            check_boxes_given(settings.metrics, explainer.task)
             if labels is None:
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
             evaluator = Evaluator(explainer, settings, FLAGS.boxes)

@@ -197,12 +197,13 @@ class ResultPrinter:
                   % (job.path, mode, meaning, self.layer), flush=True)
 
 
-def print_written(jobs, failures, kinds, methods):
+def print_written(jobs, kinds, methods):
     """Where the files went: a one-image run names them (`output/cat_*.png, output/cat.npz`),
-    a larger one its folder."""
+    a larger one its folder. `run_jobs` leaves each job's targets that were written."""
     from guided_gradcam.outputs.files import output_paths
 
-    written = len(jobs) - failures
+    jobs = [job for job in jobs if job.targets]
+    written = len(jobs)
     if written <= 0:
         return
     if len(jobs) > 1:
@@ -400,7 +401,7 @@ def main(argv):
                         error=print_error, index=index,
                         progress=Progress(len(jobs)) if len(jobs) > 1 else None,
                         regions=regions, background=background)
-                print_written(jobs, failures, kinds, methods)
+                print_written(jobs, kinds, methods)
     except GuidedGradCamError as error:
         print_error(error)
         return 1

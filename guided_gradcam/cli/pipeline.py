@@ -132,7 +132,8 @@ def _decode(explainer, job, regions=None):
 class _Writing:
     """A folder run's explaining and writing: each batch's targets explained in one session
     run, their files rendered and written on the writer's threads, at most `max_pending`
-    waiting; failures counted, each reported once."""
+    waiting; failures reported once each, counted once per input. A job's targets that fail
+    are dropped from `job.targets`, which ends up naming what was written."""
 
     def __init__(self, explainer, writer, output_dir, counterfactual, kinds, report, error,
                  index, max_pending, segmentation=None):
@@ -140,16 +141,26 @@ class _Writing:
         self.counterfactual, self.kinds, self.report = counterfactual, kinds, report
         self.error, self.index, self.max_pending = error, index, max_pending
         self.segmentation = segmentation  # {background: class or None}: a segmentation model's
-        self.failures = 0
+        self.failed = set()  # the paths of the inputs with a failure
         self.pending = collections.deque()
 
+    @property
+    def failures(self):
+        return len(self.failed)
+
+    def fail(self, job, targets=None):
+        """Drops `targets` (None: all) from the job and counts the input as failed."""
+        job.targets = () if targets is None else tuple(
+            target for target in job.targets if target not in targets)
+        self.failed.add(job.path)
+
     def finish_oldest(self):
-        job, future = self.pending.popleft()
+        job, target, future = self.pending.popleft()
         try:
             future.result()
         except (OSError, GuidedGradCamError) as problem:
             self.error("cannot write outputs for %s: %s" % (job.path, problem))
-            self.failures += 1
+            self.fail(job, [target])
 
     def decoded(self, submitted):
         """The (job, photo, box, network input) of each decoded job; the others reported."""
@@ -159,7 +170,7 @@ class _Writing:
                 decoded.append((job,) + future.result())
             except GuidedGradCamError as problem:
                 self.error(problem)
-                self.failures += 1
+                self.fail(job)
                 if self.index is not None:
                     self.index.failed(job.path, job.stem, problem)
         return decoded
@@ -177,14 +188,15 @@ class _Writing:
             if self.index is not None:
                 self.index.record_when_written(written, job.path, stem, explanation,
                                                explainer.labels)
-            self.pending.append((job, written))
+            self.pending.append((job, target, written))
             while len(self.pending) > self.max_pending:
                 self.finish_oldest()
 
 
     def explain(self, wanted):
-        """(wanted, their explanations); a segmentation image with an empty region is
-        reported, counted once and left out, the others explained again without it."""
+        """(wanted, their explanations): (image, target) pairs. A segmentation pair with an
+        empty region is reported (one line; once for an image whose every class fails alike)
+        and left out, the other pairs, the image's other classes too, explained again."""
         while wanted:
             extra = {} if self.segmentation is None else dict(
                 mask=[item[4] for item, _ in wanted], **self.segmentation)
@@ -193,14 +205,17 @@ class _Writing:
                     [item[3] for item, _ in wanted], [target.label for _, target in wanted],
                     counterfactual=self.counterfactual, **extra)
             except EmptyRegionError as empty:
-                failed = {wanted[index][0][0].path: (wanted[index][0][0], message)
-                          for index, message in empty.problems.items()}
-                for job, message in failed.values():
-                    self.error("%s: %s" % (job.path, message))
-                    self.failures += 1
+                said = set()
+                for index, message in sorted(empty.problems.items()):
+                    (job, *_), target = wanted[index]
+                    if (job.path, message) not in said:
+                        said.add((job.path, message))
+                        self.error("%s: %s" % (job.path, message))
+                    self.fail(job, [target])
                     if self.index is not None:
-                        self.index.failed(job.path, job.stem, message)
-                wanted = [(item, target) for item, target in wanted if item[0].path not in failed]
+                        self.index.failed(job.path, job.stem + target.suffix, message)
+                wanted = [pair for index, pair in enumerate(wanted)
+                          if index not in empty.problems]
         return [], []
 
 
@@ -208,8 +223,10 @@ def run_jobs(explainer, jobs, output_dir, batch_size=16, counterfactual=False,
              kinds=OUTPUT_KINDS, report=print, error=None, progress=None,
              workers=None, max_pending=None, index=None, regions=None, background=None):
     """Explains each job's targets (all of a batch's in one session run) and writes their
-    files; returns the number of jobs that failed. `index` (a `run_index.RunIndex`) records
-    each explanation as its files are written, and each input that failed.
+    files; returns the number of jobs that failed, wholly or for some of their targets (a
+    segmentation class with an empty region), whose `targets` then name only what was written.
+    `index` (a `run_index.RunIndex`) records each explanation as its files are written, and
+    each input, or (input, class), that failed.
 
     Rendering and PNG encoding cost more CPU than the session run itself, so they get one
     writer thread per core (PIL and zlib release the GIL); the session's own threads share

@@ -18,6 +18,12 @@ tf-keras keeps FusedBatchNormV3. The Mul of a conv's output by a per-channel fac
 depend on the input gets the same fold: its gradient records (dy, k) for the conv before it.
 Every other Mul keeps TensorFlow's own gradient.
 
+Tile (Keras's nearest UpSampling2D repeats by it) keeps TensorFlow's gradient, the upstream
+gradient summed over the tiles, but builds the interleaved shape [m0, s0, m1, s1, ...] by a
+Pack along axis 1 instead of TF's int32 Transpose: oneDNN takes that Transpose and, on a CPU
+without AVX-512, logs an error line ("oneDNN supports DT_INT32 only on platforms with AVX-512")
+during GBP. The summed axes are a constant where the input's rank is known.
+
 A Conv2D whose VALID kernel covers its whole input (VGG's fc6, 7×7×512×4096 on a 7×7 map; the
 1×1 convs on 1×1 maps after it) is a fully connected layer: its gradients are one MatMul each,
 which runs 3-6x faster than Conv2DBackpropInput on that shape. Other convs keep the stock ops.
@@ -25,6 +31,7 @@ which runs 3-6x faster than Conv2DBackpropInput on that shape. Other convs keep 
 import weakref
 
 import tensorflow.compat.v1 as tf
+from tensorflow.python.ops import array_grad  # TF's own Tile gradient, for IndexedSlices
 from tensorflow.python.ops import math_grad  # TF's own Mul gradient, which _mul_grad extends
 
 from guided_gradcam.errors import GuidedGradCamError
@@ -34,8 +41,10 @@ INFERENCE_BATCH_NORM = "GuidedGradCamInferenceBatchNorm"
 CONV2D = "GuidedGradCamConv2D"
 DEPTHWISE_CONV2D = "GuidedGradCamDepthwiseConv2D"
 MUL = "GuidedGradCamMul"
+TILE = "GuidedGradCamTile"
 OVERRIDE_MAP = {
     "Mul": MUL,
+    "Tile": TILE,
     "FusedBatchNorm": INFERENCE_BATCH_NORM,
     "FusedBatchNormV2": INFERENCE_BATCH_NORM,
     "FusedBatchNormV3": INFERENCE_BATCH_NORM,
@@ -101,6 +110,19 @@ def _mul_grad(op, grad):
     return stock
 
 
+def _tile_grad(op, grad):
+    """TF's Tile gradient, Σ over the tiles of grad reshaped to [m0, s0, m1, s1, ...], with no
+    int32 Transpose (the module docstring); TF's own for sparse gradients or an unknown rank."""
+    x, multiples = op.inputs
+    if isinstance(grad, tf.IndexedSlices) or x.shape.ndims is None:
+        return array_grad._TileGrad(op, grad)
+    shape = tf.shape(x, out_type=multiples.dtype)
+    split_shape = tf.reshape(tf.stack([multiples, shape], axis=1), [-1])  # m0, s0, m1, s1, ...
+    input_grad = tf.reduce_sum(tf.reshape(grad, split_shape), list(range(0, 2 * x.shape.ndims, 2)))
+    input_grad.set_shape(x.shape)
+    return input_grad, None
+
+
 def _is_fully_connected(op):
     """A VALID, NHWC, unstrided, undilated conv whose kernel spans its whole (static) input."""
     x, kernel = op.inputs
@@ -159,6 +181,7 @@ def _depthwise_conv2d_grad(op, grad):
 
 
 register_once(__name__, {MUL: "_mul_grad",
+                         TILE: "_tile_grad",
                          INFERENCE_BATCH_NORM: "_inference_batch_norm_grad",
                          CONV2D: "_conv2d_grad",
                          DEPTHWISE_CONV2D: "_depthwise_conv2d_grad"})

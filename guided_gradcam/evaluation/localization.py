@@ -133,9 +133,30 @@ def mask_box(mask):
     return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
 
 
+def region_hit(point_xy, mask, crop_box, input_size, tolerance):
+    """The pointing game on a region: True when the point (photo coordinates, as
+    `boxes.point_to_photo` gives) lies within `tolerance` photo pixels (Euclidean, 0 inside) of
+    a pixel of `mask` (bool, network-input pixels), each pixel the photo rectangle it was
+    resized from: the convention of `boxes.pointing_hit`, a box replaced by the region's
+    pixels. False for no point (a flat map) or an empty mask."""
+    rows, cols = np.nonzero(np.asarray(mask, bool))
+    if point_xy is None or not len(rows):
+        return False
+    height, width = input_size
+    crop_left, crop_top, crop_right, crop_bottom = crop_box
+    step_x = (crop_right - crop_left) / float(width)
+    step_y = (crop_bottom - crop_top) / float(height)
+    left, top = crop_left + cols * step_x, crop_top + rows * step_y
+    x, y = point_xy
+    dx = np.maximum(np.maximum(left - x, 0.0), x - (left + step_x))
+    dy = np.maximum(np.maximum(top - y, 0.0), y - (top + step_y))
+    return bool((np.hypot(dx, dy) <= tolerance).any())
+
+
 def region_truth(explanations, crop_box, input_size):
     """A segmentation photo's ground truth without VOC boxes: ({class: (the box around the
-    region it was explained on, in photo pixels,)}, {}), as `boxes.ground_truth` gives."""
+    region it was explained on, in photo pixels,)}, {}), as `boxes.ground_truth` gives: what
+    the Grad-CAM box is localised against (IoU >= 0.5)."""
     truth = {}
     for explanation in explanations:
         box = mask_box(explanation.region)

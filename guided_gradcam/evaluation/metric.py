@@ -54,3 +54,6 @@ class Photo:
     truth: object = None  # ({class: boxes}, {class: difficult boxes}) of the VOC file, or None
     predicted: list = dataclasses.field(default_factory=list)  # the top-5 class indices
     cams: dict = dataclasses.field(default_factory=dict)  # class → Grad-CAM (predicted too)
+    # A segmentation photo without a VOC file: {class: bool (H, W) region it was explained
+    # on, at the network input}, the ground truth of the pointing game and localisation.
+    regions: dict = None

@@ -132,13 +132,17 @@ class Evaluator:
                                               probability))
         if any(metric.counterfactual for metric in self.metrics):  # they rank the pixels
             self._note_zero_maps(result, counterfactuals)
+        regions = None
         if explainer.task == SEGMENTATION:  # occluded, deleted inputs: scored over the region
-            if truth is None:  # the pointing game on the explained regions' boxes
-                truth, predicted = region_truth(explanations, crop, explainer.input_size), []
+            if truth is None:  # no VOC file: each explained class's region is its ground truth
+                truth = region_truth(explanations, crop, explainer.input_size)
+                predicted = [e.label for e in explanations]  # localised over the region's box
+                regions = {e.label: e.region for e in explanations}
             explainer = ScoredOverRegions(explainer, explanations)
         measured = Photo(explainer, self.settings, net_input, network_input, classes,
                          [maps_of(e, cf) for e, cf in zip(explanations, counterfactuals)],
-                         result, truth, predicted, {e.label: e.cam for e in explanations})
+                         result, truth, predicted, {e.label: e.cam for e in explanations},
+                         regions)
         for metric in self.metrics:
             metric.measure(measured, self._states.get(metric.name))
         return result

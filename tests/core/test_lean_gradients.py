@@ -130,3 +130,37 @@ def test_batch_norm_factor_folded_into_the_conv_filter(depthwise, also_read_conv
     # Folded, the input gradient never multiplies an activation-sized tensor by the factor;
     # with a second path into the conv, the product must stay (the gradients are summed).
     assert bool(our_products) == also_read_conv_output, our_products
+
+
+def _tile_gradient(overridden, x_shape, multiples, known_batch=True):
+    """∂/∂x of tf.tile (Keras's nearest UpSampling2D repeats by it), with an upstream gradient,
+    and the int32 Transposes behind it."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=x_shape).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, x_shape if known_batch else (None,) + x_shape[1:])
+        with guided_override(graph) if overridden else contextlib.nullcontext():
+            y = tf.tile(x, multiples)
+        upstream_shape = [n * m for n, m in zip(x_shape, multiples)]
+        upstream = tf.constant(rng.normal(size=upstream_shape).astype(np.float32))
+        grad = tf.gradients(y, x, grad_ys=upstream)[0]
+        int_transposes = [op.name for op in ancestor_ops([grad])
+                          if op.type == "Transpose" and op.get_attr("T") == tf.int32]
+        assert grad.shape.as_list() == list(x.shape.as_list())
+        with tf.Session() as session:
+            return session.run(grad, {x: values}), int_transposes
+
+
+@pytest.mark.parametrize("x_shape, multiples, known_batch", [
+    ((2, 3, 4, 5), (1, 2, 3, 1), False),  # UpSampling2D's repeat, batch unknown
+    ((2, 3), (3, 2), True),
+])
+def test_tile_gradient_equals_tensorflows_own_without_an_int32_transpose(x_shape, multiples,
+                                                                          known_batch):
+    """TF's Tile gradient transposes an int32 [2, rank] tensor: oneDNN takes it and logs an
+    error line on CPUs without AVX-512 (tests/cli: no such line). Ours sums the same tiles."""
+    (ours, our_transposes), (stock, stock_transposes) = (
+        _tile_gradient(overridden, x_shape, multiples, known_batch) for overridden in (True, False))
+    assert stock_transposes and not our_transposes, (stock_transposes, our_transposes)
+    np.testing.assert_array_equal(ours, stock)  # the same sums, in the same order

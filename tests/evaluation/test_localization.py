@@ -1,10 +1,13 @@
 """The paper's localisation box on synthetic maps, and boxes mapped back onto the photo."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from guided_gradcam.images import crop_box
 from guided_gradcam.evaluation.localization import (
-    PAPER_THRESHOLD, box_to_photo, connected_regions, gradcam_box)
+    PAPER_THRESHOLD, box_to_photo, connected_regions, gradcam_box, mask_box, region_hit,
+    region_truth)
 
 
 def _blob(shape, centre, sigma, peak=1.0):
@@ -151,3 +154,80 @@ def test_box_maps_back_for_a_non_square_input():
 def test_box_outside_the_input_is_refused():
     with pytest.raises(ValueError):
         box_to_photo((0, 0, 225, 10), (0, 0, 480, 480), (224, 224))
+
+
+# -- a segmentation region as the ground truth ------------------------------------------------
+
+def _l_shaped_region():
+    """4x4 network-input pixels, the photo's crop (0, 0, 8, 8): each pixel is 2x2 photo
+    pixels. An L: column 0 and row 3, so its bounding box covers the empty top right."""
+    mask = np.zeros((4, 4), bool)
+    mask[:, 0] = True
+    mask[3, :] = True
+    return mask
+
+
+@pytest.mark.parametrize("point, tolerance, hit", [
+    ((1.0, 1.0), 0, True),     # inside pixel (0, 0): photo [0, 2) x [0, 2)
+    ((2.0, 1.0), 0, True),     # on the right edge of pixel (0, 0): distance 0, as for boxes
+    ((5.0, 3.0), 0, False),    # pixel (1, 2): in the region's box, not in the region
+    ((5.0, 3.0), 3.0, True),   # 3 photo pixels right of column 0 ([0, 2)): within 3
+    ((5.0, 3.0), 2.9, False),  # 3 from column 0 and 3 from row 3 (y in [6, 8)): neither
+    ((7.0, 3.0), 3.0, True),   # pixel (1, 3): 3 above row 3 ([6, 8))
+    ((7.0, 2.0), 3.9, False),  # 4 above row 3, 5 right of column 0
+    ((11.0, 11.0), 5.0, True),   # outside the crop: corner (8, 8) at 3√2 = 4.24
+    ((11.0, 11.0), 4.2, False),
+])
+def test_the_pointing_game_on_a_region_measures_photo_pixels_to_its_nearest_pixel(
+        point, tolerance, hit):
+    assert region_hit(point, _l_shaped_region(), (0, 0, 8, 8), (4, 4), tolerance) is hit
+
+
+def test_the_pointing_game_on_a_region_follows_the_crop_and_misses_without_a_peak():
+    mask = np.zeros((2, 4), bool)
+    mask[1, 3] = True  # the crop (10, 20, 18, 24) of the photo: pixel (1, 3) is [16, 18) x [22, 24)
+    crop = (10, 20, 18, 24)
+    assert region_hit((17.0, 23.0), mask, crop, (2, 4), 0)
+    assert not region_hit((15.0, 23.0), mask, crop, (2, 4), 0.9)  # 1 photo pixel left
+    assert region_hit((15.0, 23.0), mask, crop, (2, 4), 1.0)
+    assert not region_hit(None, mask, crop, (2, 4), 100)  # a flat map points nowhere
+    assert not region_hit((17.0, 23.0), np.zeros((2, 4), bool), crop, (2, 4), 100)
+
+
+def test_a_peak_on_the_region_hits_with_no_tolerance_and_the_box_would_not_tell():
+    """The map's maximum on a region pixel hits at tolerance 0; in the empty corner of the
+    L's bounding box it misses, where the box around the region hits."""
+    from guided_gradcam.evaluation.boxes import peak, point_to_photo, pointing_hit
+
+    region = _l_shaped_region()
+    crop, size = (0, 0, 8, 8), (4, 4)
+    for where, inside in (((3, 2), True), ((1, 2), False)):
+        cam = np.zeros((4, 4))
+        cam[where] = 1.0
+        point = point_to_photo(peak(cam), crop, size)
+        assert region_hit(point, region, crop, size, 0) is inside
+        region_box = box_to_photo(mask_box(region), crop, size)
+        assert pointing_hit(point, [region_box], 0)  # the box covers both
+
+
+def test_localisation_against_a_region_is_the_iou_of_the_boxes():
+    """The paper's box of the map (15 % of its maximum, largest connected part) against the
+    region's bounding box: a 4x4 square region in a 10x10 input, maps of known boxes."""
+    from guided_gradcam.evaluation.boxes import iou, localisation_correct
+
+    region = np.zeros((10, 10), bool)
+    region[2:6, 2:6] = True
+    crop, size = (0, 0, 20, 20), (10, 10)
+    truth = region_truth([SimpleNamespace(label=3, region=region)], crop, size)
+    assert truth == ({3: ((4, 4, 12, 12),)}, {})
+    for cam_box, correct in (((2, 2, 6, 6), True),    # the same box: IoU 1
+                             ((2, 2, 6, 5), True),    # 12 of 16 pixels: IoU 0.75
+                             ((2, 2, 4, 6), True),    # 8 of 16: IoU 0.5, counted
+                             ((2, 2, 6, 3), False),   # 4 of 16: IoU 0.25
+                             ((6, 6, 9, 9), False)):  # apart
+        cam = np.zeros(size)
+        cam[cam_box[1]:cam_box[3], cam_box[0]:cam_box[2]] = 1.0
+        box = box_to_photo(gradcam_box(cam), crop, size)
+        assert localisation_correct([3], {3: box}, *truth) is correct
+        assert (iou(box, truth[0][3][0]) >= 0.5) is correct
+

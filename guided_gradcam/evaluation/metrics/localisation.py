@@ -1,7 +1,13 @@
-"""Localisation on VOC boxes (needs --boxes): the Grad-CAM paper's localisation error (a photo
-is correct at top-1 / top-5 when a predicted class's Grad-CAM box overlaps one of its boxes
-with IoU ≥ 0.5) and Zhang et al.'s pointing game (a map's peak within `tolerance` photo pixels
-of a box of the class) for every factual map of each ground-truth class."""
+"""Localisation on VOC boxes (--boxes): the Grad-CAM paper's localisation error (a photo is
+correct at top-1 / top-5 when a predicted class's Grad-CAM box overlaps one of its boxes with
+IoU ≥ 0.5) and Zhang et al.'s pointing game (a map's peak within `tolerance` photo pixels of a
+box of the class) for every factual map of each ground-truth class.
+
+A segmentation photo without a VOC file is measured against the regions its classes were
+explained on (`Photo.regions`): the pointing game hits when the peak lies within `tolerance`
+photo pixels of a pixel of the class's region (0: on one), and the explained classes, in
+order, stand for the predicted ones: top-1 is correct when the first one's Grad-CAM box
+overlaps the bounding box of its region with IoU ≥ 0.5 (top-5: one of the first five)."""
 from guided_gradcam.evaluation.metric import Column, Metric
 
 
@@ -13,7 +19,7 @@ def measure(photo, state=None):
     """Top-1 / top-5 localisation (the Grad-CAM box of each predicted class) and the pointing
     game of each ground-truth class; None where VOC's difficult rule leaves the photo out."""
     from guided_gradcam.evaluation import boxes as gt_boxes
-    from guided_gradcam.evaluation.localization import box_to_photo, gradcam_box
+    from guided_gradcam.evaluation.localization import box_to_photo, gradcam_box, region_hit
     from guided_gradcam.evaluation.similarity import absolute
 
     if photo.truth is None:
@@ -40,14 +46,19 @@ def measure(photo, state=None):
                 continue  # a counterfactual map points away from the class by design
             peak = gt_boxes.peak(absolute(saliency))
             point = None if peak is None else gt_boxes.point_to_photo(peak, crop, input_size)
-            hit = gt_boxes.pointing_game(point, required.get(c, ()), difficult.get(c, ()),
-                                         photo.settings.tolerance)
+            if photo.regions is not None:  # a segmentation photo: its class's region
+                hit = region_hit(point, photo.regions[c], crop, input_size,
+                                 photo.settings.tolerance)
+            else:
+                hit = gt_boxes.pointing_game(point, required.get(c, ()), difficult.get(c, ()),
+                                             photo.settings.tolerance)
             if hit is not None:
                 class_result.pointing[name] = hit
 
 
 METRIC = Metric(
-    name="localisation", description="needs --boxes: localisation error and pointing game",
+    name="localisation", description="localisation error and pointing game on --boxes, or "
+    "on a segmentation model's regions",
     rank=2, measure=measure, cost=lambda settings, height, width, maps: 0,
     columns=(Column("pointing", "pointing", "pointing", kind="hit"),),
     photo_columns=("top1_localised", "top5_localised"),
