@@ -4,7 +4,8 @@
   Ablation-CAM: its cost beyond Grad-CAM's against K plain passes of the network's tail
     (ablated activations fed), and against Score-CAM's;
   Eigen-CAM: explain with Eigen-CAM against explain with Grad-CAM alone.
-Every side is timed in turns (`bench._interleaved_times`), the median of its repetitions.
+Every side is timed in turns (`bench._interleaved_times`); a ratio is the median over turns of
+the ratio within a turn (the ms shown: each side's median).
 """
 import statistics
 import tempfile
@@ -51,39 +52,53 @@ def measure(network, weights, checkpoint_of, interleaved_times, results):
         for _ in range(tail_runs):
             session.run(g.head.explained, {g.activations: ablated, **g.model.feeds})
 
-    runs = {
-        "gradcam": lambda: explainer.explain(image, methods=["gradcam"]),
-        "scorecam": lambda: explainer.explain(image, methods=["scorecam"]),
-        "forward": forward_passes,
-        "ablationcam": lambda: explainer.explain(image, methods=["ablationcam"]),
-        "tail": tail_passes,
-        "eigencam": lambda: explainer.explain(image, methods=["eigencam"]),
-    }
-    times = interleaved_times(list(runs.values()), 1, budget_s=20.0, max_reps=7, min_reps=3)
-    ms = dict(zip(runs, map(statistics.median, times)))
-    score_cost = ms["scorecam"] - ms["gradcam"]
-    ablation_cost = ms["ablationcam"] - ms["gradcam"]
+    def explain(methods, images=image):
+        return lambda: explainer.explain(images, methods=methods)
+
+    def paired(runs, **budget):
+        """{name: median ms} and the median over repetitions of each run's time against the
+        first's and the last's, taken in the same turn: a repetition's ratio is immune to the
+        load drifting between turns (2 shared cores drift by 10-20 % over a minute)."""
+        times = interleaved_times(list(runs.values()), 1, **budget)
+        return dict(zip(runs, map(statistics.median, times))), times
+
+    def cost_ratio(times):  # (method − Grad-CAM) / floor, per turn
+        gradcam, method, floor = times
+        return statistics.median((m - g) / f for g, m, f in zip(gradcam, method, floor))
+
+    score_ms, score_times = paired({"gradcam": explain(["gradcam"]),
+                                    "scorecam": explain(["scorecam"]),
+                                    "forward": forward_passes},
+                                   budget_s=30.0, max_reps=15, min_reps=3)
+    ablation_ms, ablation_times = paired({"gradcam": explain(["gradcam"]),
+                                          "ablationcam": explain(["ablationcam"]),
+                                          "tail": tail_passes},
+                                         budget_s=15.0, max_reps=60, min_reps=3)
+    score_cost = score_ms["scorecam"] - score_ms["gradcam"]
+    ablation_cost = ablation_ms["ablationcam"] - ablation_ms["gradcam"]
     # The Eigen methods at batch 16, where the SVDs' share is the largest.
     batch = rng.integers(0, 256, (BATCH,) + explainer.input_size + (3,), dtype=np.uint8)
-    alone, eigen = map(statistics.median, interleaved_times(
-        [lambda: explainer.explain(batch, methods=["gradcam"]),
-         lambda: explainer.explain(batch, methods=["eigencam"])], BATCH))
+    eigen_times = interleaved_times([explain(["gradcam"], batch), explain(["eigencam"], batch)],
+                                    BATCH)
+    alone, eigen = map(statistics.median, eigen_times)
     results.put([
         ("Score-CAM beyond Grad-CAM, %d channels" % len(chosen), score_cost,
-         "%d masked forward passes" % len(chosen), ms["forward"], 1.10),
+         "%d masked forward passes" % len(chosen), score_ms["forward"], 1.10,
+         cost_ratio(score_times)),
         ("Ablation-CAM beyond Grad-CAM, %d channels" % channels, ablation_cost,
-         "%d tail passes" % channels, ms["tail"], 1.10),
+         "%d tail passes" % channels, ablation_ms["tail"], 1.10, cost_ratio(ablation_times)),
         # VGG-16's tail holds fc6 and fc7, most of its compute: no 3x there.
         ("Ablation-CAM beyond Grad-CAM", ablation_cost, "Score-CAM beyond Grad-CAM",
-         score_cost, None if network == "vgg_16" else 1 / 3.0),
-        ("explain with Eigen-CAM, batch 16", eigen, "Grad-CAM alone", alone, 1.05),
+         score_cost, None if network == "vgg_16" else 1 / 3.0, None),
+        ("explain with Eigen-CAM, batch 16", eigen, "Grad-CAM alone", alone, 1.05,
+         statistics.median(e / a for a, e in zip(*eigen_times))),
     ])
 
 
 def print_rows(network, rows):
     print("%s, runs of %d, one image:" % (network, BATCH))
-    for label, measured, reference_label, reference, limit in rows:
-        ratio = measured / reference
+    for label, measured, reference_label, reference, limit, paired_ratio in rows:
+        ratio = measured / reference if paired_ratio is None else paired_ratio
         verdict = "no limit" if limit is None else "limit %.2fx%s" % (
             limit, "" if ratio <= limit else ", OVER")
         print("  %s %.1f ms vs %s %.1f ms = %.3fx (%s)" % (
