@@ -213,7 +213,9 @@ def test_several_labels_are_explained_in_one_run_into_their_own_files(runs):
         "index.csv", "index.html"]
     cat, dog = load_npz(run, "cat_dog_282"), load_npz(run, "cat_dog_243")
     assert (int(cat["label"]), int(dog["label"])) == (282, 243)
-    np.testing.assert_array_equal(cat["logits"], dog["logits"])  # one photo, one forward pass
+    # One photo in two rows of one batch: the same scores up to the order in which a CPU's
+    # kernels sum each row (measured up to 4e-6 on AMD EPYC, 0 on CI's CPU): 12x margin.
+    np.testing.assert_allclose(cat["logits"], dog["logits"], rtol=0, atol=5e-5)
     assert np.abs(cat["cam"] - dog["cam"]).max() > 0.1
     # The photo's top-5 once, then one line per explained label, then where the files went.
     photo = str(CAT_DOG)
