@@ -175,6 +175,13 @@ class GuidedGradCam:
             self.pixel_probabilities(scores), self.pixel_task, labels, masks, self.input_size,
             None if background is None else self.labels.resolve(background), self.labels.name)
 
+    def largest_classes(self, images, background=None, feeds=None):
+        """A segmentation model's default class per image (uint8 (B, H, W, C) network inputs):
+        the one with the largest predicted area, `background` left out."""
+        targets = self._region_targets(images, np.full(len(images), -1), None, None, background,
+                                       feeds or {})
+        return [int(label) for label in targets.labels]
+
     def pixel_probabilities(self, scores):
         """A segmentation model's [B, H', W', K] probabilities of its raw scores [B, H', W', C]."""
         flat = probabilities_of(self.pixel_task, scores.reshape(-1, scores.shape[-1]))

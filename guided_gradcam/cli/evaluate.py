@@ -18,7 +18,9 @@ from guided_gradcam.errors import GuidedGradCamError
 from guided_gradcam.evaluation import metrics
 
 # The explaining CLI's flags that mean nothing here.
-NOT_FOR_EVALUATION = ("outputs", "skip_existing", "counterfactual")
+# The evaluation explains each photo's classes over their predicted regions (a segmentation
+# model): a user's --region or --mask would need a region per photo and class.
+NOT_FOR_EVALUATION = ("outputs", "skip_existing", "counterfactual", "region", "mask")
 
 flags.DEFINE_string("boxes", None, "A folder of Pascal VOC XML files, one per image stem "
                     "(ILSVRC's per-image val XML is this format), or ILSVRC's one-file "
@@ -240,7 +242,9 @@ def main(argv):
         from guided_gradcam.cli import evaluation_run
 
         described = evaluation_run.described_settings(settings, FLAGS.boxes)
-        own_settings = described + evaluation_run.recorded_settings(FLAGS.boxes, input_pairs)
+        background = [] if FLAGS.background is None else [("background", FLAGS.background)]
+        own_settings = (described + background
+                        + evaluation_run.recorded_settings(FLAGS.boxes, input_pairs))
         evaluation_run.check_resumable(FLAGS.output_dir, own_settings, model_known=False)
         cli.check_writable(FLAGS.output_dir)
         with cli.open_explainer(settings.methods) as explainer:
@@ -249,9 +253,16 @@ def main(argv):
             from guided_gradcam.outputs.run_index import RunIndex
 
             check_boxes_given(settings.metrics, explainer.task)
+            if explainer.task == SEGMENTATION:  # the regions stand in for boxes: say how
+                described = evaluation_run.described_settings(settings, FLAGS.boxes, True)
+                own_settings = (described + background
+                                + evaluation_run.recorded_settings(FLAGS.boxes, input_pairs))
+            elif FLAGS.background is not None:
+                raise GuidedGradCamError("--background is for segmentation models; %s is a "
+                                         "%s model" % (explainer.source.name, explainer.task))
             if labels is None:
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
-            evaluator = Evaluator(explainer, settings, FLAGS.boxes)
+            evaluator = Evaluator(explainer, settings, FLAGS.boxes, background=FLAGS.background)
             cli.print_run_header(explainer)
             print("evaluation: %s" % "; ".join("%s %s" % pair for pair in described),
                   flush=True)

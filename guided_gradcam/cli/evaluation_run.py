@@ -27,9 +27,10 @@ def sample_paths(paths, count, seed):
     return [paths[i] for i in chosen]
 
 
-def described_settings(settings, boxes=None):
+def described_settings(settings, boxes=None, regions=False):
     """[(name, value)] of the evaluation's own settings: the run header's second line and,
-    after the model's, the settings its page opens with."""
+    after the model's, the settings its page opens with. `regions`: a segmentation model,
+    whose metrics on boxes measure against its regions when no boxes are given."""
     pairs = [("metrics", ",".join(settings.metrics))]
     if settings.methods != ("gradcam",):
         pairs.append(("methods", ",".join(settings.methods)))
@@ -37,7 +38,7 @@ def described_settings(settings, boxes=None):
     for name, metric in metrics.REGISTRY.items():
         if metric.needs_boxes:  # the boxes before the first metric on them
             pairs, box_pairs = pairs + box_pairs, []
-        if name in settings.metrics and (boxes is not None or not metric.needs_boxes):
+        if name in settings.metrics and (boxes is not None or regions or not metric.needs_boxes):
             pairs += metric.describe(settings)
     return pairs + box_pairs + [("batch size", str(settings.batch_size))]
 

@@ -75,8 +75,9 @@ class Evaluator:
     """Measures the maps of `explainer` (a GuidedGradCam) photo by photo, with each metric of
     `settings.metrics` (`evaluation.metrics`)."""
 
-    def __init__(self, explainer, settings=Settings(), boxes_dir=None):
-        """boxes_dir: --boxes, a folder of VOC XML files or a LOC_val_solution.csv file."""
+    def __init__(self, explainer, settings=Settings(), boxes_dir=None, background=None):
+        """boxes_dir: --boxes, a folder of VOC XML files or a LOC_val_solution.csv file;
+        background: a segmentation model's class never chosen as a photo's default."""
         unknown = sorted(set(settings.metrics) - set(METRICS))
         if unknown:
             raise GuidedGradCamError("unknown metric %s; choose from %s"
@@ -88,6 +89,7 @@ class Evaluator:
         self.explainer = explainer
         self.settings = settings
         self.boxes_dir = boxes_dir
+        self.background = background
         self.boxes = None if boxes_dir is None else ilsvrc.open_boxes(boxes_dir)
         self.metrics = [REGISTRY[name] for name in METRICS if name in settings.metrics]
         # Counterfactual maps are measured by the metrics that know what to expect of them.
@@ -113,6 +115,9 @@ class Evaluator:
         if probabilities is not None:
             result.top5 = top_classes(probabilities[0], 5, explainer.labels.name)
         predicted = [c.index for c in result.top5]
+        if explainer.task == SEGMENTATION:  # by default, as inference.py: the largest area
+            predicted = predicted if labels else explainer.largest_classes(
+                network_input[None], self.background)
         classes = [explainer.labels.resolve(label) for label in labels or []] or (
             predicted[:1] or [0])  # regression: its one output
         truth = self._ground_truth(stem, result)

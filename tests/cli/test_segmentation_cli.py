@@ -135,3 +135,37 @@ def test_evaluate_localisation_without_boxes_on_the_regions_only_for_segmentatio
     assert run.returncode == 1
     errors = _errors(run)
     assert len(errors) == 1 and "--metrics localisation needs --boxes DIR" in errors[0], errors
+
+
+def test_evaluate_defaults_to_the_largest_area_and_says_its_settings(trained_segmentation,
+                                                                      tmp_path):
+    """Without --label the evaluation explains what inference.py would: the class with the
+    largest predicted area (here the background's), or with --background the largest other
+    one; the pointing tolerance is among its settings; --region and --mask are refused in one
+    line."""
+    from guided_gradcam.core.tf_eager import eager
+
+    model, folder = trained_segmentation
+    _photos(tmp_path)
+    photos = [tmp_path / "scene0.png", tmp_path / "scene2.png"]
+    with eager():
+        predicted = model.predict(np.stack([np.asarray(Image.open(p)) for p in photos])
+                                  .astype(np.float32), verbose=0).argmax(-1)
+    largest = ["square" if (p == SQUARE).sum() >= (p == DISC).sum() else "disc"
+               for p in predicted]
+    assert (predicted == 0).mean() > 0.5  # the background has the largest area (measured)
+    model_flags = ["--model", folder / "seg.keras", "--labels_file", folder / "names.txt",
+                   "--metrics", "localisation"]
+    for extra, expected in (([], ["background"] * 2), (["--background", "background"], largest)):
+        out = tmp_path / ("default%d" % len(extra))
+        run = _evaluate(model_flags + extra + ["--image", photos[0], "--image", photos[1]], out)
+        assert run.returncode == 0 and not _errors(run), run.stderr
+        header = [line for line in run.stdout.splitlines() if line.startswith("evaluation: ")]
+        assert "pointing tolerance 15 photo pixels" in header[0], header
+        with open(out / "evaluation.csv") as handle:
+            assert [row["class_name"] for row in csv.DictReader(handle)] == expected
+    refused = {"--region": ["--region", "0,0,8,8"], "--mask": ["--mask", photos[0]]}
+    for flag, extra in refused.items():
+        run = _evaluate(model_flags + extra + ["--image", photos[0]], tmp_path / "refused")
+        errors = _errors(run)
+        assert run.returncode == 1 and len(errors) == 1 and flag in errors[0], run.stderr
