@@ -1,9 +1,12 @@
 """What both command lines share besides their flags: the one-line error, `--help` generated
-from the flag definitions, absl's parsing with one-line errors, running a command."""
+from the flag definitions, absl's parsing with one-line errors, running a command, and the
+parsing of sizes and the output folder's check."""
 import os
 import sys
 
 from absl import app, flags
+
+from guided_gradcam.errors import GuidedGradCamError
 
 FLAGS = flags.FLAGS
 
@@ -77,3 +80,44 @@ def _closed_pipe_is_no_traceback(command):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
     return guarded
+
+
+def parse_hxw(text, square, message):
+    """'HxW' (or 'N' where `square`) → (H, W) positive ints; `message` % text otherwise."""
+    parts = text.lower().split("x")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if square and len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) <= 0:
+        raise GuidedGradCamError(message % text)
+    return size
+
+
+def parse_input_size(text):
+    """'320x240' → (320, 240) as (height, width); '320' → (320, 320)."""
+    if text is None:
+        return None
+    return parse_hxw(text, True, "--input_size must be HxW or N, e.g. 320x240; got %r")
+
+
+def parse_grid(text):
+    """'14x20' → (14, 20) as (height, width) in patch tokens."""
+    if text is None:
+        return None
+    return parse_hxw(text, False, "--grid must be HxW in patch tokens, e.g. 14x20; got %r")
+
+
+def check_writable(folder):
+    """Creates `folder` if needed and proves a file can be made in it."""
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise GuidedGradCamError("cannot write to --output_dir %s: %s"
+                                 % (folder, error.strerror or error)) from None

@@ -11,7 +11,7 @@ import os
 
 from absl import flags
 
-from guided_gradcam.cli import common
+from guided_gradcam.cli import common, reporting
 from guided_gradcam.cli import explain as cli
 from guided_gradcam.core.tasks import SEGMENTATION
 from guided_gradcam.errors import GuidedGradCamError
@@ -246,7 +246,7 @@ def main(argv):
         own_settings = (described + background
                         + evaluation_run.recorded_settings(FLAGS.boxes, input_pairs))
         evaluation_run.check_resumable(FLAGS.output_dir, own_settings, model_known=False)
-        cli.check_writable(FLAGS.output_dir)
+        common.check_writable(FLAGS.output_dir)
         with cli.open_explainer(settings.methods) as explainer:
             from guided_gradcam.evaluation import provenance, records, report
             from guided_gradcam.evaluation.runner import Evaluator, map_names
@@ -263,7 +263,7 @@ def main(argv):
             if labels is None:
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
             evaluator = Evaluator(explainer, settings, FLAGS.boxes, background=FLAGS.background)
-            cli.print_run_header(explainer)
+            reporting.print_run_header(explainer, own_model=FLAGS.model is not None)
             print("evaluation: %s" % "; ".join("%s %s" % pair for pair in described),
                   flush=True)
             page_settings = (evaluation_run.model_settings(explainer, FLAGS.model is not None)

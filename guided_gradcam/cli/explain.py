@@ -12,9 +12,9 @@ import sys
 
 from absl import flags
 
-from guided_gradcam.cli import common
+from guided_gradcam.cli import common, reporting
 from guided_gradcam.cli.common import describe_flag, print_error
-from guided_gradcam.core.tasks import CLASSIFICATION, REGRESSION, SEGMENTATION
+from guided_gradcam.core.tasks import SEGMENTATION
 from guided_gradcam.core.tf_startup import import_tensorflow_quietly
 from guided_gradcam.errors import GuidedGradCamError, parse_choices
 from guided_gradcam.methods import GRADCAM, REGISTRY
@@ -108,149 +108,8 @@ flags.DEFINE_string("background", None, "Segmentation models: a class (index or 
 FLAGS = flags.FLAGS
 
 
-def _parse_hxw(text, square, message):
-    """'HxW' (or 'N' where `square`) → (H, W) positive ints; `message` % text otherwise."""
-    parts = text.lower().split("x")
-    try:
-        size = tuple(int(part) for part in parts)
-    except ValueError:
-        size = ()
-    if square and len(size) == 1:
-        size = size * 2
-    if len(size) != 2 or min(size) <= 0:
-        raise GuidedGradCamError(message % text)
-    return size
-
-
-def parse_input_size(text):
-    """'320x240' → (320, 240) as (height, width); '320' → (320, 320)."""
-    if text is None:
-        return None
-    return _parse_hxw(text, True, "--input_size must be HxW or N, e.g. 320x240; got %r")
-
-
-def parse_grid(text):
-    """'14x20' → (14, 20) as (height, width) in patch tokens."""
-    if text is None:
-        return None
-    return _parse_hxw(text, False, "--grid must be HxW in patch tokens, e.g. 14x20; got %r")
-
-
-def check_writable(folder):
-    """Creates `folder` if needed and proves a file can be made in it."""
-    import tempfile
-
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise GuidedGradCamError("cannot write to --output_dir %s: %s"
-                                 % (folder, error.strerror or error)) from None
-
-
 def parse_outputs(text):
     return parse_choices(text, OUTPUT_KINDS, "--outputs takes")
-
-
-class ResultPrinter:
-    """Each image's scores once (top-k, k = min(5, classes); `p:` for sigmoid heads), then what
-    each of its explanations explained: on the same line for one label, one line each for
-    several. `pipeline.run_jobs` reports an image's explanations one after another."""
-
-    def __init__(self, layer=None):
-        self.layer = layer
-        self._last_job = None
-
-    def __call__(self, job, explanation, labels):
-        mode = "counterfactual " if explanation.counterfactual else ""
-        if explanation.task == SEGMENTATION:  # one line per (image, class): its region
-            print("%s: region %.1f %% of the output, mean p(%s) %.3f; explained %s%s (%d)" % (
-                job.path, 100 * explanation.region_area, labels.name(explanation.label),
-                explanation.probabilities[explanation.label], mode,
-                labels.name(explanation.label), explanation.label), flush=True)
-        elif explanation.task == REGRESSION:
-            print("%s: y = %.6g; explained %s%s" % (job.path, explanation.value, mode,
-                                                    "-y" if explanation.counterfactual else "y"),
-                  flush=True)
-        else:
-            explained = "explained %s%s (%d)" % (mode, labels.name(explanation.label),
-                                                 explanation.label)
-            if job is not self._last_job:
-                k = min(5, len(explanation.probabilities))
-                scores = "%s: %s" % (
-                    "top-%d" % k if explanation.task == CLASSIFICATION else "p",
-                    ", ".join("%s (%d) %.3f" % (c.name, c.index, c.probability)
-                              for c in explanation.top_k(k)))
-                if len(job.targets) == 1:
-                    print("%s: %s; %s" % (job.path, scores, explained), flush=True)
-                else:
-                    print("%s: %s" % (job.path, scores), flush=True)
-            if len(job.targets) > 1:
-                print("%s: %s" % (job.path, explained), flush=True)
-        self._last_job = job
-        if not explanation.cam_lowres.any():
-            subject = "y" if explanation.task == REGRESSION else labels.name(explanation.label)
-            meaning = ("nothing speaks against %s" if explanation.counterfactual
-                       else "no positive evidence for %s") % subject
-            print("note: %s: the %sGrad-CAM map is all zero: %s at layer %s"
-                  % (job.path, mode, meaning, self.layer), flush=True)
-
-
-def print_written(jobs, kinds, methods):
-    """Where the files went: a one-image run names them (`output/cat_*.png, output/cat.npz`),
-    a larger one its folder. `run_jobs` leaves each job's targets that were written."""
-    from guided_gradcam.outputs.files import output_paths
-
-    jobs = [job for job in jobs if job.targets]
-    written = len(jobs)
-    if written <= 0:
-        return
-    if len(jobs) > 1:
-        print("wrote the outputs of %d image%s into %s (index.html lists them)"
-              % (written, "s" if written > 1 else "", FLAGS.output_dir), flush=True)
-        return
-    job, = jobs
-    files = []
-    for target in job.targets:
-        stem = job.stem + target.suffix
-        paths = output_paths(FLAGS.output_dir, stem, kinds, methods)
-        pngs = [path for path in paths if path.endswith(".png")]
-        if len(pngs) > 1:
-            pngs = [os.path.join(FLAGS.output_dir, stem + "_*.png")]
-        files += pngs + [path for path in paths if not path.endswith(".png")]
-    print("wrote %s" % ", ".join(files), flush=True)
-
-
-def print_run_header(explainer):
-    """Once per run: what the model is, how pixels reach it, what GBP does not guide."""
-    from guided_gradcam.core.activations import describe
-    from guided_gradcam.preprocessing import describe_input
-
-    source = explainer.source
-    checkpoint = "; checkpoint %s" % explainer.checkpoint if explainer.checkpoint else ""
-    mode = "counterfactual (-dy/dA)" if FLAGS.counterfactual else "factual"
-    smoothing = [name for name, on in (("aug_smooth", explainer.aug_smooth),
-                                       ("eigen_smooth", explainer.eigen_smooth)) if on]
-    if smoothing:
-        mode += ", %s" % " and ".join(smoothing)
-    preprocessing = "%s: %s" % (source.preprocessing.name, source.preprocessing.description)
-    note = None
-    if FLAGS.model:  # what is known of how the pixels reach the model
-        preprocessing, note = describe_input(source.preprocessing,
-                                             getattr(source, "rescaling", None))
-    print("%s: %s (%s, %d score%s)%s; input %dx%dx%d, preprocessing %s; Grad-CAM layer %s; "
-          "mode %s" % (
-              "model" if FLAGS.model else "network", source.name, explainer.task,
-              explainer.num_scores, "s" if explainer.num_scores > 1 else "", checkpoint,
-              *explainer.input_size, explainer.channels, preprocessing,
-              explainer.layer_description, mode),
-          flush=True)
-    if note:
-        print("note: %s" % note, flush=True)
-    if explainer.unguided_activations:
-        print("guided backprop passes these activations with their ordinary gradient (it is "
-              "defined for ReLU): %s" % describe(explainer.unguided_activations), flush=True)
 
 
 def _feeds(texts):
@@ -267,9 +126,9 @@ def check_model_flags():
     from guided_gradcam.zoo.networks import get_network
     from guided_gradcam.preprocessing import get_preprocessing
 
-    input_size = parse_input_size(FLAGS.input_size)
+    input_size = common.parse_input_size(FLAGS.input_size)
     _feeds(FLAGS.feed)
-    parse_grid(FLAGS.grid)
+    common.parse_grid(FLAGS.grid)
     if FLAGS.region is not None and FLAGS.mask is not None:
         raise GuidedGradCamError("pass --region or --mask, not both")
     if FLAGS.region is not None:
@@ -322,14 +181,14 @@ def open_explainer(methods):
     model = pathlib.Path(FLAGS.model) if FLAGS.model else FLAGS.network  # --model: a path
     return GuidedGradCam(model, FLAGS.checkpoint, FLAGS.layer,
                          checkpoints_dir=FLAGS.checkpoints_dir,
-                         input_size=parse_input_size(FLAGS.input_size), input=FLAGS.input,
+                         input_size=common.parse_input_size(FLAGS.input_size), input=FLAGS.input,
                          output=FLAGS.output, feeds=_feeds(FLAGS.feed), signature=FLAGS.signature,
                          preprocess=FLAGS.preprocess, labels_file=FLAGS.labels_file,
                          methods=methods, trust_model=FLAGS.trust_model,
                          batch_size=FLAGS.batch_size,
                          score_cam_channels=FLAGS.score_cam_channels or None,
                          aug_smooth=FLAGS.aug_smooth, eigen_smooth=FLAGS.eigen_smooth,
-                         tokens=FLAGS.tokens, grid=parse_grid(FLAGS.grid))
+                         tokens=FLAGS.tokens, grid=common.parse_grid(FLAGS.grid))
 
 
 def _plan(paths, labels, kinds, methods):
@@ -386,22 +245,22 @@ def main(argv):
             jobs = _plan(paths, labels, kinds, methods)
             if not jobs:  # everything exists: done without loading TensorFlow
                 return 1 if missing else 0
-        check_writable(FLAGS.output_dir)  # before the work, not after every image is computed
+        common.check_writable(FLAGS.output_dir)  # before the work, not after every image is computed
         with open_explainer(methods) as explainer:
             if FLAGS.model is not None:  # a model's class names are known once it is loaded
                 labels = [explainer.labels.resolve(label) for label in FLAGS.label or ()]
                 jobs = _plan(paths, labels, kinds, methods)
-            print_run_header(explainer)
+            reporting.print_run_header(explainer, FLAGS.counterfactual, bool(FLAGS.model))
             regions, background = region_flags(explainer)
             if jobs:
                 with RunIndex(FLAGS.output_dir) as index:  # index.csv rows, then index.html
                     failures = run_jobs(
                         explainer, jobs, FLAGS.output_dir, FLAGS.batch_size, FLAGS.counterfactual,
-                        kinds, report=ResultPrinter(explainer.layer),
+                        kinds, report=reporting.ResultPrinter(explainer.layer),
                         error=print_error, index=index,
                         progress=Progress(len(jobs)) if len(jobs) > 1 else None,
                         regions=regions, background=background)
-                print_written(jobs, kinds, methods)
+                reporting.print_written(jobs, kinds, methods, FLAGS.output_dir)
     except GuidedGradCamError as error:
         print_error(error)
         return 1

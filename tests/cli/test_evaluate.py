@@ -40,7 +40,7 @@ CLASSES = [("cat", "285", "Egyptian cat"),  # top-1
 GROUND_TRUTH = {("cat", "282"), ("coffee", "967"), ("coffee", "968")}
 TF_CHATTER = re.compile(r"^[IWEF]\d{4} |oneDNN", re.MULTILINE)  # C++ log lines
 FLAG_LINE = re.compile(r"^  --(?:\[no\])?(\w+)(?:, -\S)? \(default: ([^;)]*)", re.MULTILINE)
-NOT_FOR_EVALUATION = {"outputs", "skip_existing", "counterfactual"}
+NOT_FOR_EVALUATION = {"outputs", "skip_existing", "counterfactual", "region", "mask"}
 
 
 def run_evaluate(args, output_dir, extra_env=None):

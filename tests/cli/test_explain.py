@@ -397,7 +397,7 @@ def _explanation(probabilities, label=0, counterfactual=False, cam_lowres=None):
 
 
 def test_result_lines_say_top_k_once_per_image_and_what_an_all_zero_map_means(capsys):
-    from guided_gradcam.cli.explain import ResultPrinter
+    from guided_gradcam.cli.reporting import ResultPrinter
     from guided_gradcam.labels import LabelSpace
     from guided_gradcam.cli.pipeline import Job, Target
 
