@@ -127,10 +127,16 @@ def test_default_class_is_the_largest_area_but_the_background(explainer, trained
 
 
 def test_an_empty_region_names_its_image(explainer):
-    squares_only, _ = scenes(4, 2, shapes=(SQUARE,))
+    """Scenes with a square only: the images on which no pixel is predicted as disc (7 or 8 of
+    8, by the kernels the model was trained with) are named, and only they."""
+    squares_only, _ = scenes(4, 8, shapes=(SQUARE,))
+    predictions = [e.prediction for e in explainer.explain(squares_only, labels="square")]
+    empty = [index for index, prediction in enumerate(predictions)
+             if not (prediction == DISC).any()]
+    assert len(empty) >= 4, empty
     with pytest.raises(EmptyRegionError) as raised:
-        explainer.explain(squares_only[:1], labels="disc")
-    assert list(raised.value.problems) == [0]
+        explainer.explain(squares_only, labels="disc")
+    assert sorted(raised.value.problems) == empty
     assert "no pixel is predicted as disc" in str(raised.value)
 
 
