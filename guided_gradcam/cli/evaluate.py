@@ -241,10 +241,13 @@ def main(argv):
             return 1
         from guided_gradcam.cli import evaluation_run
 
-        described = evaluation_run.described_settings(settings, FLAGS.boxes)
         background = [] if FLAGS.background is None else [("background", FLAGS.background)]
-        own_settings = (described + background
-                        + evaluation_run.recorded_settings(FLAGS.boxes, input_pairs))
+
+        def settings_on_record(regions=False):
+            described = evaluation_run.described_settings(settings, FLAGS.boxes, regions)
+            return described, (described + background
+                               + evaluation_run.recorded_settings(FLAGS.boxes, input_pairs))
+        described, own_settings = settings_on_record()
         evaluation_run.check_resumable(FLAGS.output_dir, own_settings, model_known=False)
         common.check_writable(FLAGS.output_dir)
         with cli.open_explainer(settings.methods) as explainer:
@@ -254,9 +257,7 @@ def main(argv):
 
             check_boxes_given(settings.metrics, explainer.task)
             if explainer.task == SEGMENTATION:  # the regions stand in for boxes: say how
-                described = evaluation_run.described_settings(settings, FLAGS.boxes, True)
-                own_settings = (described + background
-                                + evaluation_run.recorded_settings(FLAGS.boxes, input_pairs))
+                described, own_settings = settings_on_record(regions=True)
             elif FLAGS.background is not None:
                 raise GuidedGradCamError("--background is for segmentation models; %s is a "
                                          "%s model" % (explainer.source.name, explainer.task))
