@@ -13,7 +13,7 @@ quiet_tensorflow_import()  # the API is as quiet as the CLI, also imported direc
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-from guided_gradcam import forward_passes, segmentation, smoothing
+from guided_gradcam import channel_maps, forward_passes, segmentation, smoothing
 from guided_gradcam.core import heads
 from guided_gradcam.errors import GuidedGradCamError, first_line
 from guided_gradcam.explanation import (  # noqa: F401 (Explanation: also the API's)
@@ -107,6 +107,7 @@ class GuidedGradCam:
         g.model.restore(self._session)
         g.graph.finalize()  # nothing may add ops per batch
         self.images_run = 0  # through the network by explain and forward: a run's throughput
+        self._buffers = forward_passes.Buffers()  # the passes' batch arrays, kept between calls
 
     @property
     def spec(self):
@@ -227,17 +228,17 @@ class GuidedGradCam:
         if method.needs == MASKED_INPUTS:
             scores = forward_passes.masked_input_scores(
                 *arguments, channels=self.score_cam_channels, feeds=feeds,
-                progress=self._progress, image_feeds=image_feeds)
+                progress=self._progress, image_feeds=image_feeds, buffers=self._buffers)
         else:
             scores = forward_passes.ablated_scores(*arguments[:3], batch["layer_values"],
                                                    *arguments[4:], feeds=feeds,
                                                    progress=self._progress,
-                                                   image_feeds=image_feeds)
+                                                   image_feeds=image_feeds,
+                                                   buffers=self._buffers)
         self.images_run += int(np.isfinite(scores).sum())  # one pass per evaluated channel
         weights = method.score_weights(scores, batch["target_scores"], counterfactual)
-        return MethodMaps(*self._run(tuple(g.weighted), {
-            g.activations: batch["activations"], g.gbp: batch["gbp"],
-            g.channel_weights: weights[:, None, None, :]}))
+        return MethodMaps(*channel_maps.weighted_maps(weights, batch["activations"],
+                                                      batch["gbp"], g.eigen_smooth))
 
     def _augmentation_smoothed(self, batch, counterfactual, methods, feeds):
         """{method: MethodMaps} averaged over `smoothing.AUGMENTATIONS`, for the class explained

@@ -12,10 +12,11 @@ import dataclasses
 
 import tensorflow.compat.v1 as tf
 
+from guided_gradcam import channel_maps
 from guided_gradcam.core import tf_compat  # noqa: F401  (slim.batch_norm; quiets tf-slim's warning)
 from guided_gradcam.core import activations as activations_report
 from guided_gradcam.methods import GRADCAM, REGISTRY
-from guided_gradcam.methods.base import ACTIVATIONS_AND_GRADIENTS, ATTENTION, combine
+from guided_gradcam.methods.base import ACTIVATIONS_AND_GRADIENTS, ATTENTION
 from guided_gradcam.core.attention import AttentionMaps
 from guided_gradcam.explanation import MethodMaps
 from guided_gradcam.errors import GuidedGradCamError
@@ -51,8 +52,6 @@ class ExplanationGraph:
     model: PlacedModel  # feeds, restore
     background_logits: int  # leading scores that are never the predicted class
     methods: dict  # {method: MethodMaps of batch tensors}: the in-graph ones, gradcam included
-    channel_weights: tf.Tensor  # placeholder [B, 1, 1, K]: weights found outside the graph
-    weighted: "MethodMaps"  # the maps of `channel_weights` (fed with A and gbp: no model runs)
     tail_reads_input: bool  # the scores read the input beside A (a skip around the layer)
     eigen_smooth: bool  # every map is the first principal component of w ⊙ A, not its sum
     unguided: dict  # {activation: count}: what GBP passes with its ordinary gradient
@@ -70,12 +69,20 @@ class ExplanationGraph:
 
 
 def _upsample_and_normalise(lowres, height, width):
-    """[B, h, w, M] → [B, H, W, M]: bilinear with half-pixel centres, as PIL's (tf.compat.v1's
+    """[B, h, w] → [B, H, W]: bilinear with half-pixel centres, as PIL's (tf.compat.v1's
     tf.image.resize samples at corner-aligned positions and would shift the map up and to the
     left), each map divided by its max (its peak is exactly 1); an all-zero map stays zero,
-    never NaN."""
-    upsampled = tf.raw_ops.ResizeBilinear(images=lowres, size=(height, width),
-                                          half_pixel_centers=True)
+    never NaN. Where h and w are known, as two products with the interpolation matrices
+    (`channel_maps.bilinear_matrix`, the same weights): on a CPU ~2x faster than
+    ResizeBilinear for 16 maps of 7x7 to 224x224."""
+    if lowres.shape[1:3].is_fully_defined():
+        rows = tf.constant(channel_maps.bilinear_matrix(height, lowres.shape[1]), tf.float32)
+        columns = tf.constant(channel_maps.bilinear_matrix(width, lowres.shape[2]).T,
+                              tf.float32)
+        upsampled = tf.matmul(tf.matmul(rows[None], lowres), columns[None])
+    else:
+        upsampled = tf.raw_ops.ResizeBilinear(images=lowres[..., None], size=(height, width),
+                                              half_pixel_centers=True)[..., 0]
     return tf.math.divide_no_nan(upsampled, tf.reduce_max(upsampled, axis=[1, 2], keepdims=True))
 
 
@@ -116,8 +123,8 @@ def _gradients(objective, activations, net_input, scores, layer, attention=()):
 def _single_maps(lowres, gbp, height, width, name):
     """MethodMaps of one [B, h, w] map: upsampled, normalised, multiplied by GBP."""
     lowres = tf.identity(lowres, name=name + "_lowres")
-    cam = _upsample_and_normalise(lowres[..., None], height, width)
-    return MethodMaps(lowres, tf.squeeze(cam, 3, name=name), tf.multiply(gbp, cam))
+    cam = tf.identity(_upsample_and_normalise(lowres, height, width), name=name)
+    return MethodMaps(lowres, cam, tf.multiply(gbp, cam[..., None]))
 
 
 def _method_maps(activations, grads, gbp, height, width, eigen_smooth):
@@ -125,9 +132,9 @@ def _method_maps(activations, grads, gbp, height, width, eigen_smooth):
     multiplied by GBP. Each has its own ops, so a run computes only the methods it fetches."""
     cam_lowres = tf.identity(REGISTRY[GRADCAM].lowres(activations, grads, eigen_smooth),
                              name="cam_lowres")
-    cam = _upsample_and_normalise(cam_lowres[..., None], height, width)
-    guided_gradcam = tf.multiply(gbp, cam, name="guided_gradcam")
-    maps = {GRADCAM: MethodMaps(cam_lowres, tf.squeeze(cam, 3, name="cam"), guided_gradcam)}
+    cam = tf.identity(_upsample_and_normalise(cam_lowres, height, width), name="cam")
+    guided_gradcam = tf.multiply(gbp, cam[..., None], name="guided_gradcam")
+    maps = {GRADCAM: MethodMaps(cam_lowres, cam, guided_gradcam)}
     for name, method in REGISTRY.items():
         if method.needs == ACTIVATIONS_AND_GRADIENTS and name != GRADCAM:
             maps[name] = _single_maps(method.lowres(activations, grads, eigen_smooth), gbp,
@@ -201,11 +208,6 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
             attention, [g if g is None else sign * g for g in attention_grads], gbp, height,
             width))
         gradcam = methods[GRADCAM]
-        # Weights found outside the graph (Score-CAM, Ablation-CAM) make their maps here.
-        channel_weights = tf.placeholder(tf.float32, [None, 1, 1, activations.shape[-1]],
-                                         name="channel_weights")
-        weighted = _single_maps(combine(channel_weights, activations, eigen_smooth), gbp,
-                                height, width, "weighted")
         _check_all_placeholders_fed(
             [targets, head.scores, gbp, *(t for maps in methods.values() for t in maps)],
             {images.op, labels.op, counterfactual.op}, model.feeds, model.scope)
@@ -213,7 +215,7 @@ def build_explanation_graph(source, layer=None, input_size=None, imagenet_backgr
     return ExplanationGraph(
         graph=graph, images=images, labels=labels, counterfactual=counterfactual,
         net_input=net_input, targets=targets, target_scores=target_scores, logits=head.scores,
-        activations=activations, channel_weights=channel_weights, weighted=weighted,
+        activations=activations,
         tail_reads_input=reads(head.explained, net_input, view.layer_tensor),
         eigen_smooth=bool(eigen_smooth),
         cam_lowres=gradcam.lowres, cam=gradcam.cam, gbp=gbp, guided_gradcam=gradcam.guided,

@@ -14,6 +14,7 @@ masked and weighted, the others get weight 0.
 """
 import numpy as np
 
+from guided_gradcam.channel_maps import upsample
 from guided_gradcam.methods.base import MASKED_INPUTS, CamMethod
 
 # Faster Score-CAM's default. With MobileNet V1 0.75 (768 channels), the upsampled maps of
@@ -23,32 +24,21 @@ from guided_gradcam.methods.base import MASKED_INPUTS, CamMethod
 DEFAULT_CHANNELS = 256
 
 
-def bilinear_matrix(out_size, in_size):
-    """[out, in]: linear interpolation with half-pixel centres and edges clamped, as TF's
-    ResizeBilinear(half_pixel_centers=True) and PIL."""
-    position = np.clip((np.arange(out_size) + 0.5) * in_size / out_size - 0.5, 0, in_size - 1)
-    lower = np.floor(position).astype(int)
-    upper = np.minimum(lower + 1, in_size - 1)
-    fraction = position - lower
-    matrix = np.zeros((out_size, in_size))
-    matrix[np.arange(out_size), lower] += 1.0 - fraction
-    matrix[np.arange(out_size), upper] += fraction
-    return matrix
-
-
-def channel_masks(maps, height, width):
+def channel_masks(maps, height, width, channels=None, out=None):
     """[n, h, w] channel maps → [n, H, W] float32 masks: upsampled, min-max normalised to
-    [0, 1]; a constant map masks everything (0), as 0/0 must not become NaN."""
-    rows = bilinear_matrix(height, maps.shape[1]).astype(np.float32)
-    columns = bilinear_matrix(width, maps.shape[2]).astype(np.float32)
-    masks = rows @ maps.astype(np.float32) @ columns.T  # [n, H, W]
+    [0, 1]; a constant map masks everything (0), as 0/0 must not become NaN. channels: the
+    masks [n, H, W, channels] of an input of that many channels, made in that layout: masking
+    is then one contiguous product (~5x faster than a mask broadcast over 3 channels).
+    out: a C-contiguous float32 array of that shape to write them into."""
+    masks = upsample(maps, height, width, channels or 1,
+                     None if out is None else out.reshape(len(maps), height, -1))
     low = masks.min(axis=(1, 2), keepdims=True)
     spread = masks.max(axis=(1, 2), keepdims=True) - low
     # In place, and no `where=` (which is not vectorised): a constant map is 0 - 0 = 0 divided
     # by inf.
     masks -= low
     masks /= np.where(spread > 0, spread, np.inf)
-    return masks
+    return masks.reshape(len(maps), height, width, channels) if channels else masks
 
 
 def chosen_channels(activations, count=None):

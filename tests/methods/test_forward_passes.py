@@ -88,3 +88,30 @@ def test_masked_input_scores_equal_one_direct_masked_input_per_channel(channels,
             masked = inputs[image] * masks[channel][:, :, None]
             expected = model(masked[None], None, regions[image:image + 1])[0, TARGETS[image]]
             assert scores[image, channel] == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+def test_buffers_kept_between_calls_give_the_same_scores_as_new_ones():
+    """An explainer keeps its passes' batch arrays (`Buffers`); the rows a call leaves in them
+    (an ablated channel, another image's masked input) must not leak into the next call."""
+    rng = np.random.default_rng(5)
+    buffers = forward_passes.Buffers()
+    for count, channels in [(3, 12), (2, 12), (3, 7), (3, 12)]:
+        values = rng.normal(size=(count, 2, 3, channels)).astype(np.float32)
+        inputs = rng.normal(size=(count, 6, 6, 3)).astype(np.float32)
+        layer_model, input_model = _model(values.shape[1:], channels), _model((6, 6, 3), count)
+        for kept in (None, buffers):
+            ablated = forward_passes.ablated_scores(
+                _session(layer_model, 5, "layer"), _graph(), inputs, values, TARGETS[:count], 5,
+                buffers=kept)
+            masked = forward_passes.masked_input_scores(
+                _session(input_model, 5, "input"), _graph(), inputs, values[:, :, :2],
+                TARGETS[:count], 5, buffers=kept)
+            if kept is None:
+                expected = ablated, masked
+        np.testing.assert_array_equal(ablated, expected[0])
+        np.testing.assert_array_equal(masked, expected[1])
+    # Kept: the same array for the same shape, a new one (aligned) for another.
+    first = buffers.empty("masked", (5, 6, 6, 3))
+    assert buffers.empty("masked", (5, 6, 6, 3)) is first
+    other = buffers.empty("masked", (4, 6, 6, 3))
+    assert other is not first and other.ctypes.data % forward_passes.ALIGNMENT == 0

@@ -18,7 +18,7 @@ import tensorflow.compat.v1 as tf
 
 from guided_gradcam.core.tf_eager import eager
 from guided_gradcam.explainer import GuidedGradCam
-from guided_gradcam import forward_passes
+from guided_gradcam import channel_maps, forward_passes
 from guided_gradcam.forward_passes import PassProgress
 from guided_gradcam.methods import REGISTRY
 from guided_gradcam.methods import ablationcam, scorecam
@@ -101,10 +101,12 @@ def _mask(channel_map):
 
 
 @eagerly
-def scorecam_reference(images, labels, skip, channels=None, counterfactual=False):
+def scorecam_reference(images, labels, skip, channels=None, counterfactual=False,
+                       with_weights=False):
+    """Score-CAM's maps [B, h, w] (and with_weights: its weights [B, K], 0 where not chosen)."""
     x = _inputs(images)
     activations = features_of(x).numpy()
-    maps = []
+    maps, every_weight = [], np.zeros(activations.shape[::3])
     for b, label in enumerate(labels):
         a = activations[b]
         order = range(a.shape[-1])
@@ -117,8 +119,9 @@ def scorecam_reference(images, labels, skip, channels=None, counterfactual=False
             scores.append(tail(features_of(masked), masked, skip).numpy()[0, label])
         scores = -np.array(scores) if counterfactual else np.array(scores)
         weights = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+        every_weight[b, list(order)] = weights
         maps.append(np.maximum(sum(w * a[:, :, k] for w, k in zip(weights, order)), 0))
-    return np.array(maps)
+    return (np.array(maps), every_weight) if with_weights else np.array(maps)
 
 
 @eagerly
@@ -195,6 +198,11 @@ def test_score_cam_masks_are_upsampled_and_min_max_normalised():
     up = scorecam.channel_masks(maps[:1], 4, 4)[0] * 3.0
     np.testing.assert_allclose(up[0], [0, 0.25, 0.75, 1], atol=1e-6)
     np.testing.assert_allclose(up[:, 0], [0, 0.5, 1.5, 2], atol=1e-6)
+    # The masks of a 3-channel input: each pixel's mask once per channel.
+    per_channel = scorecam.channel_masks(maps, 4, 4, channels=3)
+    assert per_channel.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(per_channel, np.repeat(scorecam.channel_masks(maps, 4, 4)
+                                                         [..., None], 3, axis=3))
 
 
 def test_faster_score_cam_keeps_the_channels_of_largest_variance():
@@ -294,9 +302,27 @@ def test_eigen_smooth_projects_the_weighted_activations(small):
                        projection_reference(alphas * activations))
     _assert_maps_equal(_lowres(explanations, "hirescam"),
                        projection_reference(grads * activations))
-    # Score-CAM's weights, recovered from its plain map's reference loop, projected.
-    plain = scorecam_reference(small.images, LABELS, small.skip)
+    # Score-CAM's weights, from the reference loop of one pass per channel, projected.
+    plain, weights = scorecam_reference(small.images, LABELS, small.skip, with_weights=True)
+    _assert_maps_equal(_lowres(explanations, "scorecam"),
+                       projection_reference(weights[:, None, None, :] * activations))
     assert np.abs(_lowres(explanations, "scorecam") - plain).max() > 1e-3 * plain.max()
+
+
+@pytest.mark.parametrize("eigen_smooth", [False, True], ids=["sum", "eigen_smooth"])
+def test_maps_of_weights_found_outside_the_graph_equal_the_graphs_own(small, eigen_smooth):
+    """channel_maps (numpy, for Score-CAM's and Ablation-CAM's weights) given Grad-CAM's
+    weights gives Grad-CAM's maps of the graph (TF's resize, max and projection)."""
+    with GuidedGradCam(SlimSource(_spec(small.skip), 3), eigen_smooth=eigen_smooth) as explainer:
+        explanations = explainer.explain(small.images, LABELS, methods=["gradcam"])
+    activations, grads = activations_and_gradients(
+        small.images.astype(np.float32) / 255.0, LABELS, small.skip)
+    gbp = np.array([explanation.gbp for explanation in explanations])
+    lowres, cam, guided = channel_maps.weighted_maps(grads.mean(axis=(1, 2)), activations, gbp,
+                                                     projection=eigen_smooth)
+    _assert_maps_equal(lowres, _lowres(explanations, "gradcam"))
+    _assert_maps_equal(cam, np.array([explanation.cam for explanation in explanations]))
+    _assert_maps_equal(guided, np.array([e.guided_gradcam for e in explanations]))
 
 
 def test_aug_smooth_averages_the_restored_maps_of_the_six_augmentations(small):
