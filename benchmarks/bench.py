@@ -33,6 +33,9 @@ XPLIQUE_PAIR_MS, PEER_FLOOR_MS = 15.2, 7.6  # peers' MobileNet 0.75 at batch 16,
 CONFIGS = [("mobilenet_v1_075", "real"), ("keras_mobilenet_075", "real"),
            ("mobilenet_v1", "random"), ("resnet_v1_50", "random"), ("vgg_16", "random"),
            ("keras_vit_s16", "random")]
+# The gradient-free rows are measured on the TF-Slim networks (`gradient_free.measure` builds them
+# by name): the Keras MobileNet would repeat mobilenet_v1_075's rows, and the ViT has no slim spec.
+KERAS_ROWS = ("keras_mobilenet_075", "keras_vit_s16")
 # A ViT-S/16-sized Keras 3 transformer (zoo.tiny_vit's builder: 224x224, patches of 16, 384
 # channels, 12 blocks of 6 heads, a class token), explained on its default token layer.
 VIT_S16 = dict(input_size=(224, 224), patch=16, dim=384, blocks=12, heads=6, classes=1000)
@@ -455,7 +458,7 @@ def main():
                  ", ".join("%.2fx" % (XPLIQUE_PAIR_MS / m) for m in medians)))
     print("\ngradient-free CAMs (%s):" % gradient_free.__doc__.splitlines()[0].strip("`"))
     for network, weights in CONFIGS:
-        if network in args.networks.split(",") and network != "keras_mobilenet_075":
+        if network in args.networks.split(",") and network not in KERAS_ROWS:
             gradient_free.print_rows(network, _in_child(
                 gradient_free.measure, network, weights, _checkpoint_of, _interleaved_times))
             sys.stdout.flush()
