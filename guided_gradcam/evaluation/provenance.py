@@ -9,7 +9,6 @@ index is compared when a run resumes, never in a merge (shards differ by it). in
 the shard's own photos, one path a line, in order: what a merge expects of it. No TensorFlow.
 """
 import hashlib
-import json
 import os
 
 from guided_gradcam.errors import GuidedGradCamError

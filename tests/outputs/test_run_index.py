@@ -418,7 +418,7 @@ def test_the_cards_show_the_evaluations_numbers_of_their_own_class(browser, tmp_
     other classes of the same photo, failed evaluations and counterfactual maps get no table.
     The numbers are the console's (3 decimals, '-' for NaN), a row per map with a column per
     metric it has; a card with a curve plot links to it."""
-    from guided_gradcam.evaluation.report import evaluation_columns
+    from guided_gradcam.evaluation.records import evaluation_columns
     from guided_gradcam.evaluation.runner import map_names
 
     entries = [  # (stem, input, class_index, class_name, counterfactual)
