@@ -1,7 +1,7 @@
 """The maps of channel weights found outside the graph (Score-CAM's, Ablation-CAM's), in numpy:
 L = ReLU(Σ_k w_k A^k), or of the first principal component of w ⊙ A under eigen smoothing,
 upsampled, normalised and guided exactly as the graph does it for every other method
-(`graph._upsample_and_normalise`): bilinear with half-pixel centres, divided by the peak, times
+(`graph.upsample_and_normalise`): bilinear with half-pixel centres, divided by the peak, times
 GBP. In numpy because the weights arrive after the passes: one more session run to combine
 them would cost a MobileNet explanation more than all of this (0.4-1.1 ms against ~0.1 ms).
 """
@@ -67,8 +67,8 @@ def principal_projection(weighted):
 
 
 def weighted_maps(weights, activations, gbp, projection=False):
-    """(lowres [B, h, w], cam [B, H, W], guided [B, H, W, C]) from per-channel weights w [B, K], the Grad-CAM layer's
-    activations A [B, h, w, K] and GBP [B, H, W, C]."""
+    """(lowres [B, h, w], cam [B, H, W], guided [B, H, W, C]) from per-channel weights w [B, K],
+    the Grad-CAM layer's activations A [B, h, w, K] and GBP [B, H, W, C]."""
     weighted = weights[:, None, None, :].astype(np.float32) * activations
     lowres = principal_projection(weighted) if projection else weighted.sum(axis=3)
     lowres = np.maximum(lowres, 0.0).astype(np.float32)

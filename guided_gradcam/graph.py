@@ -68,7 +68,7 @@ class ExplanationGraph:
     attention_error: str = None
 
 
-def _upsample_and_normalise(lowres, height, width):
+def upsample_and_normalise(lowres, height, width):
     """[B, h, w] → [B, H, W]: bilinear with half-pixel centres, as PIL's (tf.compat.v1's
     tf.image.resize samples at corner-aligned positions and would shift the map up and to the
     left), each map divided by its max (its peak is exactly 1); an all-zero map stays zero,
@@ -120,26 +120,23 @@ def _gradients(objective, activations, net_input, scores, layer, attention=()):
     return grads, gbp, attention_grads
 
 
-def _single_maps(lowres, gbp, height, width, name):
-    """MethodMaps of one [B, h, w] map: upsampled, normalised, multiplied by GBP."""
-    lowres = tf.identity(lowres, name=name + "_lowres")
-    cam = tf.identity(_upsample_and_normalise(lowres, height, width), name=name)
-    return MethodMaps(lowres, cam, tf.multiply(gbp, cam[..., None]))
+def _single_maps(lowres, gbp, height, width, name, names=None):
+    """MethodMaps of one [B, h, w] map: upsampled, normalised, multiplied by GBP; its ops named
+    `names` (lowres, cam, guided), by default `<name>_lowres` and `<name>`."""
+    lowres_name, cam_name, guided_name = names or (name + "_lowres", name, None)
+    lowres = tf.identity(lowres, name=lowres_name)
+    cam = tf.identity(upsample_and_normalise(lowres, height, width), name=cam_name)
+    return MethodMaps(lowres, cam, tf.multiply(gbp, cam[..., None], name=guided_name))
 
 
 def _method_maps(activations, grads, gbp, height, width, eigen_smooth):
     """{method: MethodMaps} of every in-graph method, from (A, g): upsampled, normalised and
-    multiplied by GBP. Each has its own ops, so a run computes only the methods it fetches."""
-    cam_lowres = tf.identity(REGISTRY[GRADCAM].lowres(activations, grads, eigen_smooth),
-                             name="cam_lowres")
-    cam = tf.identity(_upsample_and_normalise(cam_lowres, height, width), name="cam")
-    guided_gradcam = tf.multiply(gbp, cam[..., None], name="guided_gradcam")
-    maps = {GRADCAM: MethodMaps(cam_lowres, cam, guided_gradcam)}
-    for name, method in REGISTRY.items():
-        if method.needs == ACTIVATIONS_AND_GRADIENTS and name != GRADCAM:
-            maps[name] = _single_maps(method.lowres(activations, grads, eigen_smooth), gbp,
-                                      height, width, name)
-    return maps
+    multiplied by GBP. Each has its own ops, so a run computes only the methods it fetches.
+    Grad-CAM's keep the names the graph has always given them."""
+    return {name: _single_maps(method.lowres(activations, grads, eigen_smooth), gbp, height,
+                               width, name,
+                               ("cam_lowres", "cam", "guided_gradcam") if name == GRADCAM else None)
+            for name, method in REGISTRY.items() if method.needs == ACTIVATIONS_AND_GRADIENTS}
 
 
 def _attention_maps(attention, grads, gbp, height, width):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from guided_gradcam.graph import build_explanation_graph
+from guided_gradcam.graph import build_explanation_graph, upsample_and_normalise
 from guided_gradcam.zoo.networks import NETWORKS, NetworkSpec
 from guided_gradcam.sources.slim import SlimSource
 
@@ -132,6 +132,27 @@ def test_guided_gradcam_is_gbp_times_normalised_upsampled_cam(toy):
             assert not out["cam"][b].any()
     # All-zero maps cannot show the upsampling: enough of the data must not be all zero.
     assert checked >= 4, "only %d of 6 maps are not all zero" % checked
+
+
+@pytest.mark.parametrize("low,high", [((7, 5), (224, 160)), ((3, 4), (8, 8))])
+def test_upsampling_by_products_equals_tfs_resize_where_the_size_is_unknown(low, high):
+    """Maps of a known size are upsampled by two products with interpolation matrices; of an
+    unknown size, by TF's ResizeBilinear (half-pixel centres): both give the same maps, and an
+    all-zero map stays zero. Over 60 random cases, both kernel regimes, they differed by at most
+    2.4e-7 (two float32 ulps at the peak of 1): the tolerance allows 8x that."""
+    maps = np.random.default_rng(3).random((3,) + low).astype(np.float32)
+    maps[2] = 0.0
+    upsampled, op_types = [], []
+    for shape in (maps.shape, (None, None, None)):
+        with tf.Graph().as_default() as graph, tf.Session() as session:
+            lowres = tf.placeholder(tf.float32, shape)
+            upsampled.append(session.run(upsample_and_normalise(lowres, *high), {lowres: maps}))
+            op_types.append({op.type for op in graph.get_operations()})
+    assert "ResizeBilinear" not in op_types[0] and "ResizeBilinear" in op_types[1]
+    by_products, by_resize = upsampled
+    assert by_products.shape == (3,) + high
+    np.testing.assert_allclose(by_products, by_resize, rtol=0, atol=2e-6)
+    assert np.allclose(by_products[:2].max(axis=(1, 2)), 1.0) and not by_products[2].any()
 
 
 def test_an_all_zero_map_normalises_to_zeros_not_nan(toy):
